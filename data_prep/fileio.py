@@ -1,0 +1,73 @@
+"""Local and remote (gs://, s3://, hdfs://) file access for data preparation.
+
+Local paths use the standard library; paths with a scheme go through
+`tf.io.gfile`, imported only then, so local data preparation never pays for
+TensorFlow's start-up.
+"""
+
+from __future__ import annotations
+
+import glob as _glob
+import os
+from typing import IO
+
+
+def is_remote(path: str) -> bool:
+  return "://" in path
+
+
+def _gfile():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  return tf.io.gfile
+
+
+def glob(pattern: str) -> list[str]:
+  if is_remote(pattern):
+    return sorted(_gfile().glob(pattern))
+  return sorted(_glob.glob(os.path.expanduser(pattern)))
+
+
+def exists(path: str) -> bool:
+  return _gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def size(path: str) -> int:
+  return _gfile().stat(path).length if is_remote(path) else os.path.getsize(path)
+
+
+def open_file(path: str, mode: str = "rb") -> IO:
+  return _gfile().GFile(path, mode) if is_remote(path) else open(path, mode)
+
+
+def read_bytes(path: str) -> bytes:
+  with open_file(path, "rb") as f:
+    return f.read()
+
+
+def makedirs(path: str) -> None:
+  if is_remote(path):
+    _gfile().makedirs(path)
+  else:
+    os.makedirs(path, exist_ok=True)
+
+
+def rename(src: str, dst: str) -> None:
+  """Atomic on local file systems; copy-then-delete on object stores."""
+  if is_remote(src):
+    _gfile().rename(src, dst, overwrite=True)
+  else:
+    os.replace(src, dst)
+
+
+def remove(path: str) -> None:
+  if is_remote(path):
+    _gfile().remove(path)
+  else:
+    os.remove(path)
+
+
+def join(*parts: str) -> str:
+  if parts and is_remote(parts[0]):
+    return "/".join(p.strip("/") if i else p.rstrip("/")
+                    for i, p in enumerate(parts))
+  return os.path.join(*parts)

@@ -1,0 +1,314 @@
+"""The data-preparation job: shard plan, worker pool, shard assembly, metadata.
+
+`generate(cfg, files, workers)` is what `create_pretraining_data` runs after
+parsing flags; it defines no flags itself, so it can be imported anywhere.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import time
+
+from absl import logging
+
+from data_prep import corpus
+from data_prep import fileio
+from data_prep import pipeline
+from data_prep import reference
+from data_prep import schema
+from data_prep import tokenization
+from data_prep import writer
+
+
+class FlagError(ValueError):
+  pass
+
+
+def check_flags(cfg: pipeline.PrepConfig) -> None:
+  """Rejects impossible settings with a message naming the flag."""
+  if cfg.max_seq_length < 5:
+    raise FlagError(f"--max_seq_length={cfg.max_seq_length}: needs >= 5 "
+                    "([CLS] A [SEP] B [SEP] with one token in A and in B).")
+  most = cfg.max_seq_length - 3
+  if not 1 <= cfg.max_predictions_per_seq <= most:
+    raise FlagError(
+        f"--max_predictions_per_seq={cfg.max_predictions_per_seq}: must be "
+        f"in [1, {most}] (at most max_seq_length - 3 tokens can be masked).")
+  if not 0.0 < cfg.masked_lm_prob <= 1.0:
+    raise FlagError(f"--masked_lm_prob={cfg.masked_lm_prob}: must be in (0, 1].")
+  if not 0.0 <= cfg.short_seq_prob <= 1.0:
+    raise FlagError(f"--short_seq_prob={cfg.short_seq_prob}: must be in [0, 1].")
+  if cfg.dupe_factor < 1:
+    raise FlagError(f"--dupe_factor={cfg.dupe_factor}: must be >= 1.")
+  if not 0.0 <= cfg.eval_fraction < 1.0:
+    raise FlagError(f"--eval_fraction={cfg.eval_fraction}: must be in [0, 1).")
+  if cfg.pool_tokens < 1:
+    raise FlagError(f"--pool_tokens={cfg.pool_tokens}: must be >= 1.")
+  cap = round(cfg.max_seq_length * cfg.masked_lm_prob)
+  if cfg.max_predictions_per_seq < cap:
+    logging.warning(
+        "--max_predictions_per_seq=%d caps the %d predictions a full sequence "
+        "would get (max_seq_length * masked_lm_prob).",
+        cfg.max_predictions_per_seq, cap)
+
+
+@dataclasses.dataclass
+class Plan:
+  units: list[corpus.Unit]
+  train_outputs: list[str]
+  eval_outputs: list[str]
+  metadata_path: str
+  parts_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Outputs:
+  """Where shards go: Google's list of files, or a directory of shards."""
+  output_dir: str | None = None
+  output_file: tuple[str, ...] = ()
+  eval_output_file: tuple[str, ...] = ()
+  num_shards: int = 1
+  num_eval_shards: int = 1
+  unit_mb: float = 32.0  # input text per work unit
+
+  def paths(self, eval_fraction: float):
+    """(train shard paths, eval shard paths, metadata path)."""
+    if self.output_file and self.output_dir:
+      raise FlagError("Give --output_file or --output_dir, not both.")
+    if self.output_file:
+      if eval_fraction > 0 and not self.eval_output_file:
+        raise FlagError("--eval_fraction > 0 with --output_file needs "
+                        "--eval_output_file (or use --output_dir).")
+      return (list(self.output_file), list(self.eval_output_file),
+              self.output_file[0] + ".metadata.json")
+    out = self.output_dir or "bert_jax_data"
+    if self.num_shards < 1 or self.num_eval_shards < 1:
+      raise FlagError("--num_shards and --num_eval_shards must be >= 1.")
+    s, e = self.num_shards, self.num_eval_shards
+    train = [fileio.join(out, f"train-{i:05d}-of-{s:05d}.tfrecord")
+             for i in range(s)]
+    evals = ([fileio.join(out, f"eval-{i:05d}-of-{e:05d}.tfrecord")
+              for i in range(e)] if eval_fraction > 0 else [])
+    return train, evals, fileio.join(out, schema.METADATA_NAME)
+
+
+def make_plan(cfg: pipeline.PrepConfig, files: list[str],
+              outputs: Outputs) -> Plan:
+  """Work units (fixed by the input and flags, not by the worker count)."""
+  train, evals, meta = outputs.paths(cfg.eval_fraction)
+  if cfg.tfds_name:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    splits = tfds.even_splits(cfg.tfds_split, n=len(train))
+    units = [corpus.Unit(tfds_split=s) for s in splits]
+    key_src = [cfg.tfds_name, cfg.tfds_split]
+  else:
+    total = sum(fileio.size(f) for f in files)
+    n_units = max(len(train), math.ceil(total / (outputs.unit_mb * 2**20)))
+    units = corpus.plan_units(files, n_units)
+    key_src = [(f, fileio.size(f)) for f in files]
+  key = hashlib.sha256(json.dumps(
+      [dataclasses.asdict(cfg), key_src, len(units), train, evals],
+      default=str).encode()).hexdigest()[:16]
+  parts = fileio.join(os.path.dirname(train[0]) or ".", f".parts-{key}")
+  return Plan(units, train, evals, meta, parts)
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(cfg: pipeline.PrepConfig):
+  os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+  _WORKER["tok"] = tokenization.load_tokenizer(cfg.vocab_file,
+                                               cfg.do_lower_case, cfg.tokenizer)
+
+
+def run_unit(index: int, unit: corpus.Unit, cfg: pipeline.PrepConfig,
+             parts_dir: str) -> dict:
+  """Writes one unit's train/eval parts (atomically) and its stats file."""
+  done = fileio.join(parts_dir, f"unit-{index:05d}.json")
+  if fileio.exists(done):
+    with fileio.open_file(done, "r") as f:
+      return json.load(f)
+  tok = _WORKER.get("tok") or tokenization.load_tokenizer(
+      cfg.vocab_file, cfg.do_lower_case, cfg.tokenizer)
+  stats = pipeline.UnitStats()
+  start = time.perf_counter()
+  outs = {s: writer.AtomicWriter(
+      fileio.join(parts_dir, f"unit-{index:05d}.{s}.tfrecord"), str(os.getpid()))
+          for s in ("train", "eval")}
+  try:
+    for split, records in pipeline.unit_records(unit, index, cfg, tok, stats):
+      outs[split].write_records(records)
+  except BaseException:
+    for w in outs.values():
+      w.abort()
+    raise
+  for w in outs.values():
+    w.close()
+  result = {"unit": index, "seconds": time.perf_counter() - start,
+            **stats.as_dict()}
+  tmp = done + ".tmp"
+  with fileio.open_file(tmp, "w") as f:
+    json.dump(result, f)
+  fileio.rename(tmp, done)
+  return result
+
+
+def _run_units(plan: Plan, cfg: pipeline.PrepConfig, workers: int) -> list:
+  fileio.makedirs(plan.parts_dir)
+  n = len(plan.units)
+  if workers <= 1 or n == 1:
+    return [run_unit(i, u, cfg, plan.parts_dir) for i, u in enumerate(plan.units)]
+  if workers > n:
+    logging.warning("--num_workers=%d but only %d work units; lower --unit_mb "
+                    "or raise --num_shards to use every worker.", workers, n)
+  ctx = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(
+      min(workers, n), mp_context=ctx, initializer=_init_worker,
+      initargs=(cfg,)) as ex:
+    futures = [ex.submit(run_unit, i, u, cfg, plan.parts_dir)
+               for i, u in enumerate(plan.units)]
+    results = []
+    for fut in concurrent.futures.as_completed(futures):
+      r = fut.result()
+      results.append(r)
+      logging.info("unit %d/%d done: %d train + %d eval instances", r["unit"] + 1,
+                   n, r["instances"]["train"], r["instances"]["eval"])
+  return sorted(results, key=lambda r: r["unit"])
+
+
+def _assemble(plan: Plan, split: str, outputs: list[str]) -> list[dict]:
+  """Concatenates unit parts into shards (TFRecord files concatenate)."""
+  n, s = len(plan.units), len(outputs)
+  shards = []
+  for k, path in enumerate(outputs):
+    units = [u for u in range(n) if u * s // n == k]
+    parts = [fileio.join(plan.parts_dir, f"unit-{u:05d}.{split}.tfrecord")
+             for u in units]
+    fileio.makedirs(os.path.dirname(path) or ".")
+    if len(parts) == 1:
+      fileio.rename(parts[0], path)
+    else:
+      with writer.AtomicWriter(path, "assemble") as w:
+        for part in parts:
+          with fileio.open_file(part, "rb") as f:
+            while chunk := f.read(64 << 20):
+              w.write(chunk)
+    shards.append({"file": os.path.basename(path), "units": units})
+  return shards
+
+
+def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
+             workers: int = 1, engine: str = "fast") -> dict:
+  """Runs the whole job; returns the metadata it wrote."""
+  check_flags(cfg)
+  tok = tokenization.load_tokenizer(cfg.vocab_file, cfg.do_lower_case,
+                                    cfg.tokenizer)
+  start = time.perf_counter()
+  plan = make_plan(cfg, files, outputs)
+  if engine == "reference":
+    results, splits = _reference(cfg, files, tok, plan)
+  else:
+    results = _run_units(plan, cfg, workers)
+    splits = {"train": _assemble(plan, "train", plan.train_outputs)}
+    if plan.eval_outputs:
+      splits["eval"] = _assemble(plan, "eval", plan.eval_outputs)
+  totals = _totals(results)
+  for split, shards in splits.items():
+    for shard in shards:
+      shard["instances"] = sum(results[u]["instances"][split]
+                               for u in shard.pop("units"))
+  _report(totals, files)
+  if fileio.exists(plan.parts_dir):
+    shutil.rmtree(plan.parts_dir, ignore_errors=True)
+  metadata = {
+      "max_seq_length": cfg.max_seq_length,
+      "max_predictions_per_seq": cfg.max_predictions_per_seq,
+      "vocab": {**tok.describe(), "file": cfg.vocab_file},
+      "config": dataclasses.asdict(cfg),
+      "engine": engine,
+      "inputs": files or [f"tfds:{cfg.tfds_name}"],
+      "splits": {k: {"instances": sum(s["instances"] for s in v), "shards": v}
+                 for k, v in splits.items()},
+      "stats": totals,
+      "seconds": round(time.perf_counter() - start, 3),
+      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+  }
+  schema.write_metadata(plan.metadata_path, metadata)
+  return metadata
+
+
+def _reference(cfg, files, tok, plan):
+  if cfg.eval_fraction > 0 or cfg.chinese_wwm or cfg.tfds_name:
+    raise FlagError("--engine=reference reproduces Google's script: it takes "
+                    "text files only, without --eval_fraction/--chinese_wwm.")
+  stats = pipeline.UnitStats()
+  records = reference.reference_examples(files, cfg, tok,
+                                         pipeline.masking_spec(cfg, tok), stats)
+  n = len(plan.train_outputs)
+  shards = []
+  for k, path in enumerate(plan.train_outputs):
+    fileio.makedirs(os.path.dirname(path) or ".")
+    with writer.AtomicWriter(path) as w:
+      w.write_records(records[k::n])
+    shards.append({"file": os.path.basename(path), "units": [k]})
+  per_file = [{"unit": k, "instances": {"train": len(records[k::n]), "eval": 0},
+               **{f: v for f, v in stats.as_dict().items() if f != "instances"}}
+              for k in range(n)]
+  return per_file, {"train": shards}
+
+
+def _totals(results: list[dict]) -> dict:
+  t = {"instances_train": 0, "instances_eval": 0, "random_next": 0,
+       "masked": 0, "tokens": 0, "documents": 0, "pools": 0,
+       "single_document_pools": 0, "lines": 0, "bytes": 0,
+       "invalid_utf8_lines": 0, "empty_token_lines": 0,
+       "files_with_invalid_utf8": {}}
+  for r in results:
+    t["instances_train"] += r["instances"]["train"]
+    t["instances_eval"] += r["instances"]["eval"]
+    for k in ("random_next", "masked", "tokens", "documents", "pools",
+              "single_document_pools"):
+      t[k] += r[k]
+    for k in ("lines", "bytes", "invalid_utf8_lines", "empty_token_lines"):
+      t[k] += r["read"][k]
+    for f, c in r["read"]["files_with_invalid_utf8"].items():
+      t["files_with_invalid_utf8"][f] = t["files_with_invalid_utf8"].get(f, 0) + c
+    if "seconds" in r:
+      t.setdefault("unit_seconds", []).append(round(r["seconds"], 3))
+  return t
+
+
+def _report(t: dict, files) -> None:
+  if t["documents"] == 0:
+    raise corpus.InputError(
+        f"Empty corpus: no line of {files or 'the TFDS split'} produced a "
+        "token. Expected text with one sentence per line and blank lines "
+        "between documents.")
+  for f, c in t["files_with_invalid_utf8"].items():
+    logging.warning("%s: %d line(s) with invalid UTF-8; the invalid bytes were "
+                    "dropped (as Google's script does).", f, c)
+  if t["documents"] == 1:
+    logging.warning(
+        "The corpus has a single document: every 'random next' segment B "
+        "comes from that same document, so next_sentence_labels=1 is wrong "
+        "for them (Google's script does the same). Add documents separated by "
+        "blank lines.")
+  elif t["single_document_pools"]:
+    logging.warning("%d document pool(s) held one document; their NSP "
+                    "negatives come from the same document.",
+                    t["single_document_pools"])
+  logging.info("Wrote %d train + %d eval instances from %d documents "
+               "(%d tokens); %.1f%% random-next.", t["instances_train"],
+               t["instances_eval"], t["documents"], t["tokens"],
+               100.0 * t["random_next"] / max(1, t["instances_train"] +
+                                              t["instances_eval"]))
+
+

@@ -1,0 +1,71 @@
+"""The hand-over format between data preparation and training.
+
+Google's TFRecord feature layout and the `metadata.json` written beside the
+shards. Both halves import this module (it needs neither TensorFlow nor JAX).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from data_prep import fileio
+
+FORMAT = "bert_jax.pretraining_data"
+VERSION = 1
+METADATA_NAME = "metadata.json"
+
+
+def feature_layout(max_seq_length: int, max_predictions_per_seq: int):
+  """(name, dtype, length) of each feature, in Google's order.
+
+  Build a parse spec with `tf.io.FixedLenFeature([length], dtype)`.
+  """
+  s, p = max_seq_length, max_predictions_per_seq
+  return (("input_ids", "int64", s), ("input_mask", "int64", s),
+          ("segment_ids", "int64", s), ("masked_lm_positions", "int64", p),
+          ("masked_lm_ids", "int64", p), ("masked_lm_weights", "float32", p),
+          ("next_sentence_labels", "int64", 1))
+
+
+class MetadataError(ValueError):
+  """Shards and the consumer's configuration disagree."""
+
+
+def write_metadata(path: str, metadata: dict[str, Any]) -> None:
+  tmp = path + ".tmp"
+  with fileio.open_file(tmp, "w") as f:
+    json.dump({"format": FORMAT, "version": VERSION, **metadata}, f, indent=2,
+              sort_keys=True)
+    f.write("\n")
+  fileio.rename(tmp, path)
+
+
+def read_metadata(path: str) -> dict[str, Any]:
+  with fileio.open_file(path, "r") as f:
+    meta = json.load(f)
+  if meta.get("format") != FORMAT:
+    raise MetadataError(f"{path}: not a bert_jax data metadata file.")
+  if meta.get("version", 0) > VERSION:
+    raise MetadataError(f"{path}: metadata version {meta['version']} is newer "
+                        f"than this code understands ({VERSION}); upgrade.")
+  return meta
+
+
+def check_compatible(meta: dict[str, Any], *, max_seq_length: int,
+                     max_predictions_per_seq: int, vocab_size: int | None = None,
+                     source: str = "metadata") -> None:
+  """Raises MetadataError naming each field where data and config disagree."""
+  problems = []
+  if meta["max_seq_length"] != max_seq_length:
+    problems.append(f"max_seq_length is {meta['max_seq_length']} in the data, "
+                    f"{max_seq_length} in the config")
+  if meta["max_predictions_per_seq"] != max_predictions_per_seq:
+    problems.append(
+        f"max_predictions_per_seq is {meta['max_predictions_per_seq']} in the "
+        f"data, {max_predictions_per_seq} in the config")
+  if vocab_size is not None and meta["vocab"]["vocab_size"] > vocab_size:
+    problems.append(f"the data's vocab has {meta['vocab']['vocab_size']} ids "
+                    f"but the model's embedding table only {vocab_size}")
+  if problems:
+    raise MetadataError(f"{source}: " + "; ".join(problems) + ".")

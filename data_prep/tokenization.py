@@ -1,0 +1,435 @@
+"""Tokenizers: Google-exact BERT WordPiece (fast) and SentencePiece.
+
+`WordPieceTokenizer` reproduces Google's `FullTokenizer` (BasicTokenizer then
+WordpieceTokenizer): the text normalisation runs as a handful of C-level string
+passes (`str.translate`, `re.sub`, `str.lower`, `unicodedata.normalize`) whose
+character classes are built from the same `unicodedata` categories Google's code
+tests one character at a time, and the greedy longest-match-first WordPiece runs
+in the `tokenizers` library (Rust). Literal "[MASK]" etc. in text are split like
+any other text, as in Google's code.
+
+Every tokenizer maps a batch of text lines to arrays of vocabulary ids and knows
+which ids continue a word (for whole-word masking).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+import re
+import sys
+import unicodedata
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from data_prep import fileio
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+# Google's BasicTokenizer treats these code point ranges as CJK ideographs.
+CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF),
+              (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF),
+              (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+MAX_INPUT_CHARS_PER_WORD = 200  # Google's default (Hugging Face uses 100).
+_WORD_CACHE_SIZE = 1 << 20  # distinct words whose pieces are kept
+
+
+class VocabError(ValueError):
+  """A vocabulary file or SentencePiece model cannot be used."""
+
+
+def _char_class(predicate: Callable[[str], bool]) -> str:
+  """A regex character class body of every code point satisfying `predicate`."""
+  ranges, start, prev = [], None, None
+  for cp in range(sys.maxunicode + 1):
+    if predicate(chr(cp)):
+      if start is None:
+        start = cp
+      prev = cp
+    elif start is not None:
+      ranges.append((start, prev))
+      start = None
+  if start is not None:
+    ranges.append((start, prev))
+  return "".join(
+      re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
+      for a, b in ranges)
+
+
+def _is_whitespace(ch: str) -> bool:
+  return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+
+
+def _is_control(ch: str) -> bool:
+  return ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cf")
+
+
+def _is_punctuation(ch: str) -> bool:
+  cp = ord(ch)
+  if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+    return True
+  return unicodedata.category(ch).startswith("P")
+
+
+def is_cjk_char(ch: str) -> bool:
+  cp = ord(ch)
+  return any(a <= cp <= b for a, b in CJK_RANGES)
+
+
+@functools.lru_cache(maxsize=None)
+def _tables():
+  """Translation table and regexes equivalent to Google's per-char tests."""
+  clean = {0: None, 0xFFFD: None}
+  for cp in range(sys.maxunicode + 1):
+    ch = chr(cp)
+    if _is_control(ch):
+      clean[cp] = None
+    elif _is_whitespace(ch) and ch != " ":
+      clean[cp] = " "
+  cjk = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in CJK_RANGES)
+  return {
+      "clean": clean,
+      "ascii_punct": re.compile(r"([!-/:-@\[-`{-~])"),
+      "special": re.compile(r"[\x00-\x09\x0b-\x1f\x7f]|[^\x00-\x7f]+"),
+      "cjk": re.compile(f"[{cjk}]"),
+      "mn": re.compile(f"[{_char_class(lambda c: unicodedata.category(c) == 'Mn')}]+"),
+      "punct": re.compile(f"[{_char_class(_is_punctuation)}]"),
+      "cjk_chars": re.compile(f"[{cjk}]"),
+  }
+
+
+def basic_tokenize(text: str, do_lower_case: bool = True) -> str:
+  """Google's BasicTokenizer; returns the tokens joined by single-ish spaces.
+
+  Equivalent to `" ".join(BasicTokenizer(do_lower_case).tokenize(text))` up to
+  whitespace: `.split()` of the result gives Google's token list. The passes
+  run over the whole string; lowercasing, NFD and mark removal commute with
+  Google's per-token application because whitespace bounds every context.
+  """
+  t = _tables()
+  text = text.translate(t["clean"])
+  text = t["cjk"].sub(r" \g<0> ", text)
+  if do_lower_case:
+    text = unicodedata.normalize("NFD", text.lower())
+    text = t["mn"].sub("", text)
+  return t["punct"].sub(r" \g<0> ", text)
+
+
+def basic_tokenize_lines(lines: Sequence[str],
+                         do_lower_case: bool = True) -> list[str]:
+  """`basic_tokenize` of many lines, fast; the results are identical.
+
+  The lines are joined with "\\n" (which no line contains and which bounds
+  every context the passes look at) and normalised in three C-level passes:
+  `str.lower`, a small-class regex for ASCII punctuation, and one regex whose
+  callback sends ASCII control characters and runs of non-ASCII characters
+  through the exact per-character pipeline. Lines containing a capital sigma
+  take the plain path: Python lowercases it by context (final sigma), and
+  that context could straddle a control character the cleaning removes.
+  """
+  if not lines:
+    return []
+  joined = "\n".join(lines)
+  if joined.count("\n") != len(lines) - 1:  # a line holds "\n" itself
+    return [basic_tokenize(line, do_lower_case) for line in lines]
+  if do_lower_case and "\u03a3" in joined:
+    out = list(lines)
+    plain = [i for i, line in enumerate(lines) if "\u03a3" not in line]
+    for i, res in zip(plain, basic_tokenize_lines([lines[i] for i in plain])):
+      out[i] = res
+    for i, line in enumerate(lines):
+      if "\u03a3" in line:
+        out[i] = basic_tokenize(line, do_lower_case)
+    return out
+  t = _tables()
+  if do_lower_case:
+    joined = joined.lower()
+  # re.split with a capturing group keeps each punctuation mark as its own
+  # piece; joining with spaces isolates it without a per-match callback.
+  text = " ".join(t["ascii_punct"].split(joined))
+  slow = functools.partial(_basic_tokenize_run, do_lower_case=do_lower_case)
+  return t["special"].sub(slow, text).split("\n")
+
+
+def _basic_tokenize_run(match: re.Match, do_lower_case: bool) -> str:
+  return basic_tokenize(match.group(), do_lower_case)
+
+
+def read_vocab(path: str) -> dict[str, int]:
+  """Google's `load_vocab`: stripped lines; a repeated token keeps its last id."""
+  vocab: dict[str, int] = {}
+  try:
+    data = fileio.read_bytes(path)
+  except (OSError, ValueError) as e:
+    raise VocabError(f"--vocab_file {path}: cannot read it ({e}).") from e
+  lines = data.decode("utf-8", errors="ignore").split("\n")
+  if lines and lines[-1] == "":
+    lines.pop()
+  for index, line in enumerate(lines):
+    vocab[line.strip()] = index
+  if not vocab:
+    raise VocabError(f"--vocab_file {path}: the file is empty.")
+  return vocab
+
+
+@dataclasses.dataclass
+class Encoded:
+  ids: np.ndarray  # int32, every line's ids back to back
+  lengths: np.ndarray  # int64 [lines]
+  word_index: np.ndarray | None = None  # per id: its basic token in the line
+  normalized: list[str] | None = None  # BasicTokenizer output per line
+
+
+class _BaseTokenizer:
+  """Shared fields: special ids, word-continuation table, fingerprint."""
+
+  kind: str
+  vocab_size: int
+  cls_id: int
+  sep_id: int
+  mask_id: int
+  pad_id: int
+  unk_id: int
+  continuation: np.ndarray  # bool[vocab_size]: id continues the previous word.
+  random_ids: np.ndarray  # ids Google's masker draws replacements from.
+  fingerprint: str  # sha256 of the vocab / model file.
+
+  def encode_flat(self, lines: Sequence[str]) -> "Encoded":
+    """All lines' ids back to back, with per-line lengths."""
+    raise NotImplementedError
+
+  def encode(self, lines: Sequence[str]) -> list[np.ndarray]:
+    """Ids per line."""
+    enc = self.encode_flat(lines)
+    return np.split(enc.ids, np.cumsum(enc.lengths)[:-1]) if len(lines) else []
+
+  def describe(self) -> dict:
+    return {"kind": self.kind, "vocab_size": self.vocab_size,
+            "sha256": self.fingerprint, "do_lower_case": self.do_lower_case}
+
+
+class WordPieceTokenizer(_BaseTokenizer):
+  """Google's FullTokenizer(vocab_file, do_lower_case), fast."""
+
+  kind = "wordpiece"
+
+  def __init__(self, vocab_file: str, do_lower_case: bool = True):
+    from tokenizers import Tokenizer, models, pre_tokenizers  # pylint: disable=g-import-not-at-top
+    self.vocab_file = vocab_file
+    self.do_lower_case = do_lower_case
+    self.vocab = read_vocab(vocab_file)
+    missing = [t for t in SPECIAL_TOKENS if t not in self.vocab]
+    if missing:
+      raise VocabError(
+          f"--vocab_file {vocab_file}: missing special token(s) {missing}; a "
+          "BERT vocab needs one line each for [PAD], [UNK], [CLS], [SEP], "
+          "[MASK] (build one with `python -m data_prep.build_vocab`).")
+    if self.vocab["[PAD]"] != 0:
+      raise VocabError(
+          f"--vocab_file {vocab_file}: [PAD] is on line "
+          f"{self.vocab['[PAD]'] + 1}; it must be the first line (id 0) "
+          "because Google's TFRecord features are zero-padded.")
+    self.vocab_size = max(self.vocab.values()) + 1
+    self.cls_id, self.sep_id, self.mask_id, self.pad_id, self.unk_id = (
+        self.vocab[t] for t in ("[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"))
+    self.continuation = np.zeros(self.vocab_size, bool)
+    for token, i in self.vocab.items():
+      self.continuation[i] = token.startswith("##")
+    # Google draws `vocab_words[randint(0, len(vocab_words) - 1)]` over the
+    # distinct tokens in file order and looks the word up again.
+    self.random_ids = np.fromiter(self.vocab.values(), np.int64, len(self.vocab))
+    self.fingerprint = hashlib.sha256(fileio.read_bytes(vocab_file)).hexdigest()
+    model = models.WordPiece(
+        vocab=self.vocab, unk_token="[UNK]", continuing_subword_prefix="##",
+        max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD)
+    self._tok = Tokenizer(model)
+    self._tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    self._reset_cache()
+    self.id_to_token = {i: t for t, i in self.vocab.items()}
+
+  def _word_ids(self, words: list[str]) -> np.ndarray:
+    """Cache indices of `words`, running WordPiece (Rust) on unseen ones."""
+    wid = np.fromiter(map(self._cache.get, words, itertools.repeat(-1)),
+                      np.int64, len(words))
+    if len(wid) and wid.min() < 0:
+      missing = list(dict.fromkeys(words[i] for i in np.flatnonzero(wid < 0)))
+      if len(self._cache) + len(missing) > _WORD_CACHE_SIZE:
+        self._reset_cache()
+      encs = self._tok.encode_batch_fast(missing, add_special_tokens=False)
+      base = len(self._cache)
+      pieces = [np.asarray(e.ids, np.int32) for e in encs]
+      for k, w in enumerate(missing):
+        self._cache[w] = base + k
+      lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
+      self._piece_len = np.concatenate([self._piece_len, lens])
+      self._piece_start = np.concatenate(
+          [self._piece_start, self._n_pieces + np.cumsum(lens) - lens])
+      self._pieces.extend(pieces)
+      self._n_pieces += int(lens.sum())
+      self._flat = None
+      wid = np.fromiter(map(self._cache.__getitem__, words), np.int64,
+                        len(words))
+    return wid
+
+  def _reset_cache(self):
+    self._cache: dict[str, int] = {}
+    self._pieces: list[np.ndarray] = []
+    self._piece_len = np.zeros(0, np.int64)
+    self._piece_start = np.zeros(0, np.int64)
+    self._n_pieces = 0
+    self._flat = None
+
+  def _expand(self, wid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Word cache indices → (token ids, index of the word of each token)."""
+    if self._flat is None:
+      self._flat = (np.concatenate(self._pieces) if self._pieces
+                    else np.zeros(0, np.int32))
+    lens = self._piece_len[wid]
+    total = int(lens.sum())
+    word_of_token = np.repeat(np.arange(len(wid)), lens)
+    within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
+    return self._flat[self._piece_start[wid][word_of_token] + within], word_of_token
+
+  def encode_flat(self, lines: Sequence[str]) -> Encoded:
+    normalized = basic_tokenize_lines(lines, self.do_lower_case)
+    words_per_line = [line.split() for line in normalized]
+    counts = np.fromiter(map(len, words_per_line), np.int64, len(lines))
+    words = list(itertools.chain.from_iterable(words_per_line))
+    wid = self._word_ids(words)
+    ids, word_of_token = self._expand(wid)
+    word_first = np.cumsum(counts) - counts
+    line_of_word = np.repeat(np.arange(len(lines)), counts)
+    return Encoded(ids, np.bincount(line_of_word, self._piece_len[wid],
+                                    len(lines)).astype(np.int64),
+                   word_of_token - word_first[line_of_word[word_of_token]],
+                   normalized)
+
+  def tokenize(self, text: str) -> list[str]:
+    """Token strings, as Google's `FullTokenizer.tokenize`."""
+    return [self.id_to_token[i] for i in self.encode([text])[0]]
+
+
+class SentencePieceTokenizer(_BaseTokenizer):
+  """A SentencePiece model with BERT's special pieces (ALBERT-style)."""
+
+  kind = "sentencepiece"
+
+  def __init__(self, model_file: str, do_lower_case: bool = True):
+    import sentencepiece as spm  # pylint: disable=g-import-not-at-top
+    self.do_lower_case = do_lower_case
+    self.vocab_file = model_file
+    try:
+      proto = fileio.read_bytes(model_file)
+      self._sp = spm.SentencePieceProcessor(model_proto=proto)
+    except (OSError, RuntimeError, ValueError) as e:
+      raise VocabError(f"--vocab_file {model_file}: not a readable "
+                       f"SentencePiece model ({e}).") from e
+    self.vocab_size = self._sp.get_piece_size()
+    ids = {}
+    for name, alternatives in (("[CLS]", ("[CLS]", "<cls>")),
+                               ("[SEP]", ("[SEP]", "<sep>")),
+                               ("[MASK]", ("[MASK]", "<mask>")),
+                               ("[PAD]", ("[PAD]", "<pad>"))):
+      found = [self._sp.piece_to_id(p) for p in alternatives
+               if self._sp.piece_to_id(p) != self._sp.unk_id()
+               or p == self._sp.id_to_piece(self._sp.unk_id())]
+      if not found:
+        raise VocabError(
+            f"--vocab_file {model_file}: the SentencePiece model has no "
+            f"{name} piece (looked for {alternatives}); train it with "
+            "`python -m data_prep.build_vocab --model=sentencepiece`.")
+      ids[name] = found[0]
+    self.cls_id, self.sep_id, self.mask_id, self.pad_id = (
+        ids["[CLS]"], ids["[SEP]"], ids["[MASK]"], ids["[PAD]"])
+    self.unk_id = self._sp.unk_id()
+    if self.pad_id != 0:
+      raise VocabError(f"--vocab_file {model_file}: the pad piece has id "
+                       f"{self.pad_id}; it must be 0 (features are zero-padded).")
+    pieces = [self._sp.id_to_piece(i) for i in range(self.vocab_size)]
+    special = {self.cls_id, self.sep_id, self.mask_id, self.pad_id, self.unk_id}
+    self.continuation = np.array(
+        [not p.startswith("\u2581") and i not in special and
+         not self._sp.is_control(i) for i, p in enumerate(pieces)], bool)
+    self.random_ids = np.arange(self.vocab_size, dtype=np.int64)
+    self.fingerprint = hashlib.sha256(proto).hexdigest()
+    self.id_to_token = dict(enumerate(pieces))
+
+  def _prep(self, lines):
+    return [line.lower() for line in lines] if self.do_lower_case else list(lines)
+
+  def encode_flat(self, lines: Sequence[str]) -> Encoded:
+    pieces = self._sp.encode(self._prep(lines))
+    lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
+    return Encoded(np.fromiter(itertools.chain.from_iterable(pieces), np.int32,
+                               int(lengths.sum())), lengths)
+
+  def tokenize(self, text: str) -> list[str]:
+    return [self.id_to_token[i] for i in self.encode([text])[0]]
+
+
+def load_tokenizer(vocab_file: str, do_lower_case: bool = True,
+                   kind: str = "auto") -> _BaseTokenizer:
+  """`kind`: wordpiece | sentencepiece | auto (by file name / content)."""
+  if not fileio.exists(vocab_file):
+    raise VocabError(f"--vocab_file {vocab_file}: no such file.")
+  if kind == "auto":
+    kind = "sentencepiece" if vocab_file.endswith(".model") else "wordpiece"
+  if kind == "wordpiece":
+    return WordPieceTokenizer(vocab_file, do_lower_case)
+  if kind == "sentencepiece":
+    return SentencePieceTokenizer(vocab_file, do_lower_case)
+  raise VocabError(f"--tokenizer={kind}: expected wordpiece, sentencepiece "
+                   "or auto.")
+
+
+class ChineseWordFlags:
+  """Marks CJK characters that continue a word, for Chinese whole-word masking.
+
+  Google's tokenizer makes every CJK ideograph its own token, so `##`-based
+  whole-word masking never groups Chinese characters. A word segmenter (jieba by
+  default, offline; HFL's Chinese BERT-wwm used LTP) splits each line into
+  words; a CJK character that is not the first character of its word is a
+  continuation and joins the group of the token before it.
+  """
+
+  def __init__(self, segmenter: Optional[Callable[[str], list[str]]] = None):
+    self._segment = segmenter or _jieba_segmenter()
+    self._cjk = _tables()["cjk_chars"]
+    self.mismatched_lines = 0
+
+  def flags(self, line: str, normalized: str, word_ids: np.ndarray) -> np.ndarray:
+    """bool per token: True where the token is a CJK char continuing a word."""
+    cont_chars = []
+    for word in self._segment(line):
+      first = True
+      for ch in word:
+        if self._cjk.fullmatch(ch):
+          cont_chars.append(not first)
+        first = False
+    words = normalized.split()
+    cjk_word = np.array([len(w) == 1 and bool(self._cjk.fullmatch(w))
+                         for w in words] + [False], bool)
+    out = np.zeros(len(word_ids), bool)
+    if not len(word_ids):
+      return out
+    token_is_cjk = cjk_word[word_ids]
+    if int(token_is_cjk.sum()) != len(cont_chars):
+      self.mismatched_lines += 1
+      return out
+    out[token_is_cjk] = cont_chars
+    return out
+
+
+def _jieba_segmenter() -> Callable[[str], list[str]]:
+  import logging  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  try:
+    import jieba  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError("--chinese_wwm needs `jieba` (pip install jieba), or pass "
+                      "a segmenter function.") from e
+  jieba.setLogLevel(logging.WARNING)
+  jieba.dt.tmp_dir = tempfile.gettempdir()
+  return jieba.lcut

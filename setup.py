@@ -1,0 +1,57 @@
+"""bert_jax: BERT pretraining from raw text to Hugging Face checkpoints, in JAX."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "absl-py>=2.1,<3",
+    "etils[epath]>=1.7,<2",
+    "flax>=0.10.4,<0.13",
+    "google-crc32c>=1.5,<2",
+    "jax>=0.5,<0.11",
+    "jieba>=0.42.1,<0.43",
+    "ml-collections>=0.1.1,<2",
+    "numpy>=1.26,<3",
+    "optax>=0.2.4,<0.3",
+    "orbax-checkpoint>=0.11,<0.13",
+    "sentencepiece>=0.2,<0.3",
+    "tensorflow-cpu>=2.16,<2.22",
+    "tensorflow-datasets>=4.9.6,<4.10",
+    "tokenizers>=0.20,<0.24",
+]
+
+EXTRAS = {
+    "test": [
+        "pytest>=8,<10",
+        "psutil>=5.9,<8",
+        # Google's original tokenization.py and create_pretraining_data.py,
+        # used only as reference implementations in parity tests.
+        "bert-tensorflow==1.0.4",
+        "transformers>=4.44,<6",
+        # Exactly the CPU build available offline; newer releases pull CUDA.
+        "torch==2.13.0",
+    ],
+    "beam": ["apache-beam[gcp]>=2.60,<3"],
+    "gpu": ["jax[cuda12]>=0.5,<0.11"],
+    "tpu": ["jax[tpu]>=0.5,<0.11"],
+}
+
+setuptools.setup(
+    name="bert_jax",
+    version="0.1.0",
+    description=__doc__,
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["bert_jax*", "data_prep*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "bert-jax-create-pretraining-data="
+            "data_prep.create_pretraining_data:run",
+            "bert-jax-build-vocab=data_prep.build_vocab:run",
+            "bert-jax-default-corpus=data_prep.default_corpus:run",
+        ],
+    },
+)
