@@ -52,6 +52,13 @@ def read_documents(files: Sequence[str], tok, stats: corpus.ReadStats):
 def reference_examples(files: Sequence[str], cfg, tok, spec: masking.MaskingSpec,
                        stats=None) -> list[bytes]:
   """All serialized examples in Google's final order."""
+  feats = reference_features(files, cfg, tok, spec, stats)
+  return writer.encode_examples(feats) if len(feats["input_ids"]) else []
+
+
+def reference_features(files: Sequence[str], cfg, tok,
+                       spec: masking.MaskingSpec, stats=None) -> dict:
+  """Google's seven features for every instance, in Google's final order."""
   read_stats = stats.read if stats is not None else corpus.ReadStats()
   documents = read_documents(files, tok, read_stats)
   rng = random.Random(cfg.random_seed)
@@ -93,4 +100,4 @@ def reference_examples(files: Sequence[str], cfg, tok, spec: masking.MaskingSpec
     stats.masked += int(feats["masked_lm_weights"].sum())
     stats.documents += len(documents)
     stats.tokens += len(pool.tokens)
-  return writer.encode_examples(feats) if n else []
+  return feats
