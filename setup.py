@@ -7,6 +7,7 @@ INSTALL_REQUIRES = [
     "etils[epath]>=1.7,<2",
     "flax>=0.10.4,<0.13",
     "google-crc32c>=1.5,<2",
+    "importlib_resources>=6",  # tensorflow-datasets builders need it
     "jax>=0.5,<0.11",
     "jieba>=0.42.1,<0.43",
     "ml-collections>=0.1.1,<2",

@@ -78,6 +78,8 @@ flags.DEFINE_integer("pool_tokens", 4_000_000, "Tokens per document pool: "
 flags.DEFINE_float("unit_mb", 32.0, "MB of input text per work unit.")
 flags.DEFINE_integer("vocab_size", 8192, "Size of the vocab trained when "
                      "--vocab_file is omitted.")
+flags.DEFINE_float("default_corpus_mb", 6.0, "Size of the harvested default "
+                   "corpus used when --input_file is omitted.")
 
 
 def _default_corpus(out_dir: str) -> str:
@@ -87,7 +89,8 @@ def _default_corpus(out_dir: str) -> str:
   path = os.path.join(out_dir, "default_corpus.txt")
   if not os.path.exists(path):
     logging.info("No --input_file: harvesting the default corpus into %s", path)
-    logging.info("default corpus: %s", default_corpus.write_corpus(path, 6.0))
+    logging.info("default corpus: %s", default_corpus.write_corpus(
+        path, FLAGS.default_corpus_mb))
   return path
 
 

@@ -101,6 +101,24 @@ def docstring_sentences(doc: str) -> list[str]:
   return out
 
 
+_DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+def _documented_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+  """Modules, classes and functions, in source order, visiting statements
+  only (expressions hold no docstrings; `ast.walk` would visit them all)."""
+  stack = [tree]
+  while stack:
+    node = stack.pop()
+    if isinstance(node, _DOCUMENTED):
+      yield node
+    children = []
+    for field in ("body", "orelse", "finalbody", "handlers"):
+      children.extend(c for c in getattr(node, field, ())
+                      if isinstance(c, (ast.stmt, ast.excepthandler)))
+    stack.extend(reversed(children))
+
+
 def iter_documents(max_bytes: int | None = None) -> Iterator[list[str]]:
   """Documents (lists of sentences) harvested from installed sources."""
   seen: set[bytes] = set()
@@ -112,10 +130,7 @@ def iter_documents(max_bytes: int | None = None) -> Iterator[list[str]]:
           tree = ast.parse(f.read())
       except (SyntaxError, ValueError, OSError, RecursionError):
         continue
-      for node in ast.walk(tree):
-        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
-                                 ast.AsyncFunctionDef)):
-          continue
+      for node in _documented_nodes(tree):
         doc = ast.get_docstring(node, clean=True)
         if not doc:
           continue
