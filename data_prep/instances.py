@@ -86,23 +86,25 @@ def trim_counts(la: int, lb: int, max_num_tokens: int) -> tuple[int, int]:
 
 
 TruncateFn = Callable[[int, int, int, int], tuple[int, int, int, int]]
-EmitFn = Callable[[int, int, int, int, bool], None]
 
 
-def fast_truncate(rng: random.Random, max_num_tokens: int) -> TruncateFn:
-  """Trims with binomial front counts: the same law as per-token coins."""
-  getrandbits = rng.getrandbits
+def truncate_spans(spans: "Spans", max_num_tokens: int,
+                   rng: np.random.Generator) -> "Spans":
+  """`truncate_seq_pair` for all spans at once.
 
-  def truncate(a0, a1, b0, b1):
-    ta, tb = trim_counts(a1 - a0, b1 - b0, max_num_tokens)
-    if ta:
-      fa = getrandbits(ta).bit_count()
-      a0, a1 = a0 + fa, a1 - (ta - fa)
-    if tb:
-      fb = getrandbits(tb).bit_count()
-      b0, b1 = b0 + fb, b1 - (tb - fb)
-    return a0, a1, b0, b1
-  return truncate
+  The number of tokens each side loses is fixed (`trim_counts`); the number
+  taken from the front is Binomial(n, 1/2), the law of one coin per token.
+  """
+  la, lb = spans.a1 - spans.a0, spans.b1 - spans.b0
+  excess = np.maximum(la + lb - max_num_tokens, 0)
+  first = np.minimum(excess, np.abs(la - lb))
+  ta = np.where(la > lb, first, 0)
+  tb = np.where(la > lb, 0, first)
+  rest = excess - first
+  ta, tb = ta + rest // 2, tb + (rest + 1) // 2
+  fa, fb = rng.binomial(ta, 0.5), rng.binomial(tb, 0.5)
+  return Spans(spans.a0 + fa, spans.a1 - (ta - fa), spans.b0 + fb,
+               spans.b1 - (tb - fb), spans.is_random_next)
 
 
 def reference_truncate(rng: random.Random, max_num_tokens: int) -> TruncateFn:
@@ -124,13 +126,17 @@ def reference_truncate(rng: random.Random, max_num_tokens: int) -> TruncateFn:
 
 def document_instances(pool: Pool, doc_index: int, max_seq_length: int,
                        short_seq_prob: float, rng: random.Random,
-                       truncate: TruncateFn, emit: EmitFn,
+                       truncate: TruncateFn | None, out,
                        exact_randint: bool = True) -> None:
-  """Google's `create_instances_from_document`, emitting spans.
+  """Google's `create_instances_from_document`; appends span tuples
+  `(a0, a1, b0, b1, is_random_next)` to `out`.
 
-  `exact_randint=False` draws integers as `a + int(random() * (b - a + 1))`
-  (bias below 2**-50, three times faster) instead of `random.randint`.
+  `truncate` trims each pair when it is made (Google's call order); None leaves
+  pairs untrimmed for `truncate_spans`. `exact_randint=False` draws integers
+  as `a + int(random() * (b - a + 1))` (bias below 2**-50, three times
+  faster) instead of `random.randint`.
   """
+  append = out.append
   offsets = pool.sentence_offsets
   off = offsets[doc_index]
   n_sent = len(off) - 1
@@ -166,24 +172,27 @@ def document_instances(pool: Pool, doc_index: int, max_seq_length: int,
       else:
         is_random = False
         b0, b1 = a1, off[i + 1]
-      a0, a1, b0, b1 = truncate(a0, a1, b0, b1)
-      emit(a0, a1, b0, b1, is_random)
+      if truncate is not None:
+        a0, a1, b0, b1 = truncate(a0, a1, b0, b1)
+      append((a0, a1, b0, b1, is_random))
       start = i + 1
     i += 1
 
 
 def build_spans(pool: Pool, dupe_factor: int, max_seq_length: int,
-                short_seq_prob: float, rng: random.Random) -> Spans:
+                short_seq_prob: float, rng: random.Random,
+                np_rng: np.random.Generator | None = None) -> Spans:
   """All instances of `dupe_factor` passes over the pool (fast engine)."""
   out: list[tuple[int, int, int, int, bool]] = []
-  truncate = fast_truncate(rng, max_seq_length - 3)
-  emit = lambda *span: out.append(span)
   for _ in range(dupe_factor):
     for d in range(len(pool.sentence_offsets)):
-      document_instances(pool, d, max_seq_length, short_seq_prob, rng,
-                         truncate, emit, exact_randint=False)
+      document_instances(pool, d, max_seq_length, short_seq_prob, rng, None,
+                         out, exact_randint=False)
   arr = np.array(out, np.int64).reshape(-1, 5)
-  return Spans(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4] == 1)
+  spans = Spans(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4] == 1)
+  if np_rng is None:
+    np_rng = np.random.default_rng(rng.getrandbits(64))
+  return truncate_spans(spans, max_seq_length - 3, np_rng)
 
 
 @dataclasses.dataclass

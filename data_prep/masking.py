@@ -108,12 +108,12 @@ def _select_groups(cand, starts, ntp, rng):
   g_max = int(n_groups.max()) if n else 0
   if g_max == 0:
     return np.zeros((n, s), bool)
-  sizes = np.zeros((n, g_max), np.int64)
   rows, cols = np.nonzero(cand)
-  np.add.at(sizes, (rows, group[rows, cols]), 1)
+  sizes = np.bincount(rows * g_max + group[rows, cols],
+                      minlength=n * g_max).reshape(n, g_max)
   keys = np.where(np.arange(g_max)[None, :] < n_groups[:, None],
-                  rng.random((n, g_max)), 2.0)
-  order = np.argsort(keys, axis=1, kind="stable")
+                  rng.random((n, g_max), np.float32), np.float32(2.0))
+  order = np.argsort(keys, axis=1)
   sorted_sizes = np.take_along_axis(sizes, order, axis=1)
   taken_sorted = np.zeros((n, g_max), bool)
   count = np.zeros(n, np.int64)
@@ -122,7 +122,7 @@ def _select_groups(cand, starts, ntp, rng):
     ok = (sz > 0) & (count + sz <= ntp)
     taken_sorted[:, k] = ok
     count += np.where(ok, sz, 0)
-    if (count >= ntp).all():
+    if ((count >= ntp) | (k + 1 >= n_groups)).all():
       break
   taken = np.zeros((n, g_max), bool)
   np.put_along_axis(taken, order, taken_sorted, axis=1)

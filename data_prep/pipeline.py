@@ -131,7 +131,7 @@ def _pool_records(split, docs, cfg, tok, spec, py_rng, np_rng, stats):
   if len(docs) == 1:
     stats.single_document_pools += 1
   spans = instances_lib.build_spans(pool, cfg.dupe_factor, cfg.max_seq_length,
-                                    cfg.short_seq_prob, py_rng)
+                                    cfg.short_seq_prob, py_rng, np_rng)
   spans = spans.take(np_rng.permutation(len(spans)))
   for b in range(0, len(spans), ENCODE_BATCH):
     part = spans.take(np.arange(b, min(b + ENCODE_BATCH, len(spans))))

@@ -65,19 +65,23 @@ def reference_features(files: Sequence[str], cfg, tok,
   rng.shuffle(documents)
   pool = instances_lib.Pool.from_documents(documents)
   truncate = instances_lib.reference_truncate(rng, cfg.max_seq_length - 3)
-  rows: list[tuple] = []
   flat = pool.tokens.tolist()
 
-  def emit(a0, a1, b0, b1, is_random):
-    tokens = ([tok.cls_id] + flat[a0:a1] + [tok.sep_id] + flat[b0:b1] +
-              [tok.sep_id])
-    out, positions, labels = masking.mask_reference(tokens, spec, rng)
-    rows.append((out, b0, a1 - a0, positions, labels, is_random))
+  class _MaskOnAppend(list):
+    """Masks each instance as it is made, as Google's loop does."""
 
+    def append(self, span):
+      a0, a1, b0, b1, is_random = span
+      tokens = ([tok.cls_id] + flat[a0:a1] + [tok.sep_id] + flat[b0:b1] +
+                [tok.sep_id])
+      out, positions, labels = masking.mask_reference(tokens, spec, rng)
+      super().append((out, b0, a1 - a0, positions, labels, is_random))
+
+  rows = _MaskOnAppend()
   for _ in range(cfg.dupe_factor):
     for d in range(len(documents)):
       instances_lib.document_instances(pool, d, cfg.max_seq_length,
-                                       cfg.short_seq_prob, rng, truncate, emit)
+                                       cfg.short_seq_prob, rng, truncate, rows)
   rng.shuffle(rows)
   s, p = cfg.max_seq_length, cfg.max_predictions_per_seq
   n = len(rows)

@@ -40,22 +40,17 @@ class VocabError(ValueError):
   """A vocabulary file or SentencePiece model cannot be used."""
 
 
-def _char_class(predicate: Callable[[str], bool]) -> str:
-  """A regex character class body of every code point satisfying `predicate`."""
-  ranges, start, prev = [], None, None
-  for cp in range(sys.maxunicode + 1):
-    if predicate(chr(cp)):
-      if start is None:
-        start = cp
-      prev = cp
-    elif start is not None:
-      ranges.append((start, prev))
-      start = None
-  if start is not None:
-    ranges.append((start, prev))
-  return "".join(
-      re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}"
-      for a, b in ranges)
+def _ranges_class(codepoints: list[int]) -> str:
+  """A regex character class body for sorted code points."""
+  parts, i = [], 0
+  while i < len(codepoints):
+    j = i
+    while j + 1 < len(codepoints) and codepoints[j + 1] == codepoints[j] + 1:
+      j += 1
+    a, b = re.escape(chr(codepoints[i])), re.escape(chr(codepoints[j]))
+    parts.append(a if i == j else f"{a}-{b}")
+    i = j + 1
+  return "".join(parts)
 
 
 def _is_whitespace(ch: str) -> bool:
@@ -80,22 +75,35 @@ def is_cjk_char(ch: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _tables():
-  """Translation table and regexes equivalent to Google's per-char tests."""
+  """Translation table and regexes equivalent to Google's per-char tests,
+  from one pass over every code point's Unicode category."""
   clean = {0: None, 0xFFFD: None}
+  marks, punct = [], []
+  category = unicodedata.category
   for cp in range(sys.maxunicode + 1):
-    ch = chr(cp)
-    if _is_control(ch):
-      clean[cp] = None
-    elif _is_whitespace(ch) and ch != " ":
-      clean[cp] = " "
+    cat = category(chr(cp))
+    if cat[0] == "C":
+      if cat in ("Cc", "Cf") and cp not in (9, 10, 13):
+        clean[cp] = None
+    elif cat == "Zs":
+      if cp != 32:
+        clean[cp] = " "
+    elif cat == "Mn":
+      marks.append(cp)
+    elif cat[0] == "P":
+      punct.append(cp)
+  for cp in (9, 10, 13):  # tab, newline, carriage return are whitespace
+    clean[cp] = " "
+  ascii_punct = [c for c in range(33, 127) if not chr(c).isalnum()]
+  punct = sorted(set(punct) | set(ascii_punct))
   cjk = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in CJK_RANGES)
   return {
       "clean": clean,
       "ascii_punct": re.compile(r"([!-/:-@\[-`{-~])"),
       "special": re.compile(r"[\x00-\x09\x0b-\x1f\x7f]|[^\x00-\x7f]+"),
       "cjk": re.compile(f"[{cjk}]"),
-      "mn": re.compile(f"[{_char_class(lambda c: unicodedata.category(c) == 'Mn')}]+"),
-      "punct": re.compile(f"[{_char_class(_is_punctuation)}]"),
+      "mn": re.compile(f"[{_ranges_class(marks)}]+"),
+      "punct": re.compile(f"[{_ranges_class(punct)}]"),
       "cjk_chars": re.compile(f"[{cjk}]"),
   }
 

@@ -10,6 +10,7 @@ Files are written under a temporary name and renamed once complete.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Iterable, Sequence
 
@@ -174,22 +175,28 @@ def encode_examples(features: dict[str, np.ndarray]) -> list[bytes]:
   return list(map(b"".join, zip(*columns)))
 
 
-def frame_records(records: Iterable[bytes]) -> bytes:
-  """TFRecord framing for a sequence of serialized records."""
-  out = []
-  header_cache: dict[int, bytes] = {}
-  pack = struct.Struct("<Q").pack
-  pack_crc = struct.Struct("<I").pack
-  for rec in records:
-    n = len(rec)
-    header = header_cache.get(n)
-    if header is None:
-      length = pack(n)
-      header = header_cache[n] = length + pack_crc(masked_crc(length))
-    out.append(header)
-    out.append(rec)
-    out.append(pack_crc(masked_crc(rec)))
-  return b"".join(out)
+def _mask_crcs(crcs: np.ndarray) -> np.ndarray:
+  crcs = crcs.astype(np.uint64)
+  return ((((crcs >> 15) | (crcs << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame_records(records: Sequence[bytes]) -> bytes:
+  """TFRecord framing for serialized records: length, masked CRC-32C of the
+  length, data, masked CRC-32C of the data (CRCs in C, masking in NumPy)."""
+  if not records:
+    return b""
+  lengths = np.fromiter(map(len, records), np.uint64, len(records))
+  length_bytes = lengths.astype("<u8").tobytes()
+  len_chunks = [length_bytes[i:i + 8] for i in range(0, len(length_bytes), 8)]
+  len_crc = _mask_crcs(np.fromiter(map(google_crc32c.value, len_chunks),
+                                   np.uint64, len(records)))
+  data_crc = _mask_crcs(np.fromiter(map(google_crc32c.value, records),
+                                    np.uint64, len(records)))
+  len_crc_b = len_crc.astype("<u4").tobytes()
+  data_crc_b = data_crc.astype("<u4").tobytes()
+  return b"".join(itertools.chain.from_iterable(zip(
+      len_chunks, (len_crc_b[i:i + 4] for i in range(0, len(len_crc_b), 4)),
+      records, (data_crc_b[i:i + 4] for i in range(0, len(data_crc_b), 4)))))
 
 
 def read_records(path: str) -> Iterable[bytes]:

@@ -25,16 +25,23 @@ def test_trim_counts_match_truncate_seq_pair():
         assert instances.trim_counts(la, lb, m) == _google_truncate(la, lb, m)
 
 
-def test_fast_truncation_front_share_is_binomial():
-  rng = random.Random(0)
-  trunc = instances.fast_truncate(rng, 10)
-  fronts = []
-  for _ in range(4000):
-    a0, a1, b0, b1 = trunc(0, 30, 100, 102)  # A loses 22 tokens
-    assert (a1 - a0, b1 - b0) == (8, 2)
-    fronts.append(a0)
-  assert abs(np.mean(fronts) - 11) < 0.25  # Binomial(22, 1/2)
-  assert abs(np.var(fronts) - 5.5) < 0.7
+def test_vectorised_truncation_matches_counts_and_coin_law():
+  n = 4000
+  spans = instances.Spans(np.zeros(n, np.int64), np.full(n, 30),
+                          np.full(n, 100), np.full(n, 102), np.zeros(n, bool))
+  out = instances.truncate_spans(spans, 10, np.random.default_rng(0))
+  assert ((out.a1 - out.a0) == 8).all() and ((out.b1 - out.b0) == 2).all()
+  assert abs(out.a0.mean() - 11) < 0.25  # Binomial(22, 1/2) front removals
+  assert abs(out.a0.var() - 5.5) < 0.7
+  rng = np.random.default_rng(1)
+  la, lb = rng.integers(1, 60, 2000), rng.integers(1, 60, 2000)
+  spans = instances.Spans(np.zeros(2000, np.int64), la, np.full(2000, 100),
+                          100 + lb, np.zeros(2000, bool))
+  out = instances.truncate_spans(spans, 37, rng)
+  for i in range(2000):
+    ta, tb = instances.trim_counts(int(la[i]), int(lb[i]), 37)
+    assert out.a1[i] - out.a0[i] == la[i] - ta
+    assert out.b1[i] - out.b0[i] == lb[i] - tb
 
 
 def _pool(rng, n_docs=200, max_sents=12):
@@ -78,8 +85,7 @@ def test_fast_spans_match_reference_statistics():
   trunc = instances.reference_truncate(py, 125)
   for _ in range(20):
     for d in range(len(pool.sentence_offsets)):
-      instances.document_instances(pool, d, 128, 0.1, py, trunc,
-                                   lambda *a: ref_rows.append(a))
+      instances.document_instances(pool, d, 128, 0.1, py, trunc, ref_rows)
   ref = np.array(ref_rows, np.int64)
   for name, f, r in (
       ("count", len(fast), len(ref)),
