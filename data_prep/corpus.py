@@ -214,7 +214,7 @@ def _tokenize_docs(docs, tokenizer, stats, chinese_flags, want_keys):
   flat = [line for doc in docs for line in doc]
   if not flat:
     return
-  enc = tokenizer.encode_flat(flat)
+  enc = tokenizer.encode_flat(flat, with_words=chinese_flags is not None)
   cont = None
   if chinese_flags is not None:
     cont = np.zeros(len(enc.ids), bool)
@@ -223,18 +223,20 @@ def _tokenize_docs(docs, tokenizer, stats, chinese_flags, want_keys):
       a, b = ends[i] - enc.lengths[i], ends[i]
       cont[a:b] = chinese_flags.flags(line, enc.normalized[i],
                                       enc.word_index[a:b])
-  line_end = np.cumsum(enc.lengths)
+  lengths = enc.lengths.tolist()
+  line_end = np.cumsum(enc.lengths).tolist()
   k = 0
   for doc in docs:
-    lengths = enc.lengths[k:k + len(doc)]
-    start, end = line_end[k] - enc.lengths[k], line_end[k + len(doc) - 1]
-    nonempty = lengths > 0
-    if not nonempty.all():
-      stats.empty_token_lines += int((~nonempty).sum())
-      lengths = lengths[nonempty]
-    if len(lengths):
+    n = len(doc)
+    start = line_end[k] - lengths[k]
+    end = line_end[k + n - 1]
+    doc_lengths = enc.lengths[k:k + n]
+    if 0 in lengths[k:k + n]:  # lines that tokenize to nothing are dropped
+      stats.empty_token_lines += lengths[k:k + n].count(0)
+      doc_lengths = doc_lengths[doc_lengths > 0]
+    if len(doc_lengths):
       stats.documents += 1
-      yield Document(enc.ids[start:end], lengths,
+      yield Document(enc.ids[start:end], doc_lengths,
                      None if cont is None else cont[start:end],
                      _doc_key(doc) if want_keys else 0.0)
-    k += len(doc)
+    k += n

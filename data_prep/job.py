@@ -120,13 +120,20 @@ def make_plan(cfg: pipeline.PrepConfig, files: list[str],
   return Plan(units, train, evals, meta, parts)
 
 
-_WORKER: dict = {}
+_TOKENIZERS: dict = {}  # per process: loaded once, shared by its units
+
+
+def _tokenizer(cfg: pipeline.PrepConfig):
+  key = (cfg.vocab_file, cfg.do_lower_case, cfg.tokenizer)
+  if key not in _TOKENIZERS:
+    _TOKENIZERS.clear()
+    _TOKENIZERS[key] = tokenization.load_tokenizer(*key)
+  return _TOKENIZERS[key]
 
 
 def _init_worker(cfg: pipeline.PrepConfig):
   os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-  _WORKER["tok"] = tokenization.load_tokenizer(cfg.vocab_file,
-                                               cfg.do_lower_case, cfg.tokenizer)
+  _tokenizer(cfg)
 
 
 def run_unit(index: int, unit: corpus.Unit, cfg: pipeline.PrepConfig,
@@ -136,8 +143,7 @@ def run_unit(index: int, unit: corpus.Unit, cfg: pipeline.PrepConfig,
   if fileio.exists(done):
     with fileio.open_file(done, "r") as f:
       return json.load(f)
-  tok = _WORKER.get("tok") or tokenization.load_tokenizer(
-      cfg.vocab_file, cfg.do_lower_case, cfg.tokenizer)
+  tok = _tokenizer(cfg)
   stats = pipeline.UnitStats()
   start = time.perf_counter()
   outs = {s: writer.AtomicWriter(
@@ -209,17 +215,22 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
              workers: int = 1, engine: str = "fast") -> dict:
   """Runs the whole job; returns the metadata it wrote."""
   check_flags(cfg)
-  tok = tokenization.load_tokenizer(cfg.vocab_file, cfg.do_lower_case,
-                                    cfg.tokenizer)
   start = time.perf_counter()
+  tok = _tokenizer(cfg)
+  timing = {"load_tokenizer": time.perf_counter() - start}
   plan = make_plan(cfg, files, outputs)
+  t = time.perf_counter()
   if engine == "reference":
     results, splits = _reference(cfg, files, tok, plan)
+    timing["instances"] = time.perf_counter() - t
   else:
     results = _run_units(plan, cfg, workers)
+    timing["units"] = time.perf_counter() - t
+    t = time.perf_counter()
     splits = {"train": _assemble(plan, "train", plan.train_outputs)}
     if plan.eval_outputs:
       splits["eval"] = _assemble(plan, "eval", plan.eval_outputs)
+    timing["assemble"] = time.perf_counter() - t
   totals = _totals(results)
   for split, shards in splits.items():
     for shard in shards:
@@ -239,6 +250,8 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
                  for k, v in splits.items()},
       "stats": totals,
       "seconds": round(time.perf_counter() - start, 3),
+      "timing": {k: round(v, 3) for k, v in timing.items()},
+      "workers": workers,
       "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
   }
   schema.write_metadata(plan.metadata_path, metadata)

@@ -190,6 +190,69 @@ class Encoded:
   normalized: list[str] | None = None  # BasicTokenizer output per line
 
 
+# Python's str.split() splits on these, but Google deletes them as control
+# characters (so "a\x1cb" is one token for Google).
+_SPLIT_CONTROL = re.compile("[\x0b\x0c\x1c-\x1f\x85]")
+# Joins lines in one batch; a line that holds it takes the slow path.
+_LINE_BREAK = "\x00\x1a\x00"
+
+
+class _PieceCache:
+  """Ids per string key, stored as one flat array with offsets (bounded).
+
+  `reserved` keys (e.g. a line-break marker) map to a given number of zero ids
+  and survive resets.
+  """
+
+  def __init__(self, reserved: dict[str, int] | None = None):
+    self._reserved = dict(reserved or {})
+    self.index: dict[str, int] = {}
+    self._chunks: list[np.ndarray] = []
+    self.lengths = np.zeros(0, np.int64)
+    self.starts = np.zeros(0, np.int64)
+    self._flat: np.ndarray | None = np.zeros(0, np.int32)
+    for key, n in self._reserved.items():
+      self._add([key], np.zeros(n, np.int32), np.array([n], np.int64))
+
+  def _add(self, keys, ids, lens):
+    total = int(self.lengths.sum())
+    self.starts = np.concatenate([self.starts, total + np.cumsum(lens) - lens])
+    self.lengths = np.concatenate([self.lengths, lens])
+    self._chunks.append(ids)
+    self._flat = None
+    base = len(self.index)
+    self.index.update(zip(keys, range(base, base + len(keys))))
+
+  def lookup(self, keys: list[str], compute) -> np.ndarray:
+    """Cache index of each key; `compute(missing) -> (ids, lengths)` fills
+    the gaps."""
+    idx = np.fromiter(map(self.index.get, keys, itertools.repeat(-1)),
+                      np.int64, len(keys))
+    if len(idx) and idx.min() < 0:
+      holes = np.flatnonzero(idx < 0)
+      missing = list(dict.fromkeys(keys[i] for i in holes))
+      if (len(self.index) + len(missing) > _WORD_CACHE_SIZE and
+          len(self.index) > len(self._reserved)):
+        self.__init__(self._reserved)
+        return self.lookup(keys, compute)
+      ids, lens = compute(missing)
+      self._add(missing, ids, lens)
+      get = self.index.__getitem__
+      idx[holes] = np.fromiter((get(keys[i]) for i in holes), np.int64,
+                               len(holes))
+    return idx
+
+  def expand(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cache indices → (concatenated ids, position of each id's key)."""
+    if self._flat is None:
+      self._flat = np.concatenate(self._chunks)
+      self._chunks = [self._flat]
+    lens = self.lengths[idx]
+    owner = np.repeat(np.arange(len(idx)), lens)
+    within = np.arange(len(owner)) - np.repeat(np.cumsum(lens) - lens, lens)
+    return self._flat[self.starts[idx][owner] + within], owner
+
+
 class _BaseTokenizer:
   """Shared fields: special ids, word-continuation table, fingerprint."""
 
@@ -204,8 +267,10 @@ class _BaseTokenizer:
   random_ids: np.ndarray  # ids Google's masker draws replacements from.
   fingerprint: str  # sha256 of the vocab / model file.
 
-  def encode_flat(self, lines: Sequence[str]) -> "Encoded":
-    """All lines' ids back to back, with per-line lengths."""
+  def encode_flat(self, lines: Sequence[str],
+                  with_words: bool = False) -> "Encoded":
+    """All lines' ids back to back, with per-line lengths (and, if asked and
+    supported, each id's basic-token index in its line)."""
     raise NotImplementedError
 
   def encode(self, lines: Sequence[str]) -> list[np.ndarray]:
@@ -254,65 +319,71 @@ class WordPieceTokenizer(_BaseTokenizer):
         max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD)
     self._tok = Tokenizer(model)
     self._tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    self._reset_cache()
+    self._raw_cache = _PieceCache({_LINE_BREAK: 0})  # raw token -> ids
+    self._word_cache = _PieceCache()  # basic token -> ids
+    _tables()  # build the character tables now, not in the first batch
     self.id_to_token = {i: t for t, i in self.vocab.items()}
 
-  def _word_ids(self, words: list[str]) -> np.ndarray:
-    """Cache indices of `words`, running WordPiece (Rust) on unseen ones."""
-    wid = np.fromiter(map(self._cache.get, words, itertools.repeat(-1)),
-                      np.int64, len(words))
-    if len(wid) and wid.min() < 0:
-      missing = list(dict.fromkeys(words[i] for i in np.flatnonzero(wid < 0)))
-      if len(self._cache) + len(missing) > _WORD_CACHE_SIZE:
-        self._reset_cache()
-      encs = self._tok.encode_batch_fast(missing, add_special_tokens=False)
-      base = len(self._cache)
-      pieces = [np.asarray(e.ids, np.int32) for e in encs]
-      for k, w in enumerate(missing):
-        self._cache[w] = base + k
-      lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
-      self._piece_len = np.concatenate([self._piece_len, lens])
-      self._piece_start = np.concatenate(
-          [self._piece_start, self._n_pieces + np.cumsum(lens) - lens])
-      self._pieces.extend(pieces)
-      self._n_pieces += int(lens.sum())
-      self._flat = None
-      wid = np.fromiter(map(self._cache.__getitem__, words), np.int64,
-                        len(words))
-    return wid
+  def _pieces(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """WordPiece ids of (already normalised) words, in Rust: (ids back to
+    back, count per word)."""
+    pieces = [e.ids for e in self._tok.encode_batch_fast(
+        words, add_special_tokens=False)]
+    lens = np.fromiter(map(len, pieces), np.int64, len(pieces))
+    return (np.fromiter(itertools.chain.from_iterable(pieces), np.int32,
+                        int(lens.sum())), lens)
 
-  def _reset_cache(self):
-    self._cache: dict[str, int] = {}
-    self._pieces: list[np.ndarray] = []
-    self._piece_len = np.zeros(0, np.int64)
-    self._piece_start = np.zeros(0, np.int64)
-    self._n_pieces = 0
-    self._flat = None
+  def _raw_pieces(self, raw: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Full-pipeline ids of whitespace-free raw tokens, through the basic
+    token cache (raw variants such as "Array," and "array." share pieces)."""
+    words = [n.split() for n in basic_tokenize_lines(raw, self.do_lower_case)]
+    counts = np.fromiter(map(len, words), np.int64, len(words))
+    wid = self._word_cache.lookup(list(itertools.chain.from_iterable(words)),
+                                  self._pieces)
+    ids, _ = self._word_cache.expand(wid)
+    per_word = self._word_cache.lengths[wid]
+    lens = np.bincount(np.repeat(np.arange(len(raw)), counts), per_word,
+                       len(raw)).astype(np.int64)
+    return ids, lens
 
-  def _expand(self, wid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Word cache indices → (token ids, index of the word of each token)."""
-    if self._flat is None:
-      self._flat = (np.concatenate(self._pieces) if self._pieces
-                    else np.zeros(0, np.int32))
-    lens = self._piece_len[wid]
-    total = int(lens.sum())
-    word_of_token = np.repeat(np.arange(len(wid)), lens)
-    within = np.arange(total) - np.repeat(np.cumsum(lens) - lens, lens)
-    return self._flat[self._piece_start[wid][word_of_token] + within], word_of_token
+  def encode_flat(self, lines: Sequence[str],
+                  with_words: bool = False) -> Encoded:
+    """Ids of all lines back to back.
 
-  def encode_flat(self, lines: Sequence[str]) -> Encoded:
-    normalized = basic_tokenize_lines(lines, self.do_lower_case)
-    words_per_line = [line.split() for line in normalized]
-    counts = np.fromiter(map(len, words_per_line), np.int64, len(lines))
-    words = list(itertools.chain.from_iterable(words_per_line))
-    wid = self._word_ids(words)
-    ids, word_of_token = self._expand(wid)
-    word_first = np.cumsum(counts) - counts
-    line_of_word = np.repeat(np.arange(len(lines)), counts)
-    return Encoded(ids, np.bincount(line_of_word, self._piece_len[wid],
-                                    len(lines)).astype(np.int64),
-                   word_of_token - word_first[line_of_word[word_of_token]],
-                   normalized)
+    Google's pipeline maps each whitespace-separated raw token independently
+    (every context it looks at ends at whitespace), so ids are cached per raw
+    token and only unseen tokens are normalised and split. Lines holding a
+    control character that Python's `split` treats as whitespace (Google
+    deletes it, joining its neighbours), and `with_words=True` (Chinese WWM
+    needs each id's basic token), take the normalise-first path.
+    """
+    joined = f" {_LINE_BREAK} ".join(lines)
+    if with_words or _SPLIT_CONTROL.search(joined) or (
+        joined.count(_LINE_BREAK) != len(lines) - 1):
+      normalized = basic_tokenize_lines(lines, self.do_lower_case)
+      words_per_line = [line.split() for line in normalized]
+      counts = np.fromiter(map(len, words_per_line), np.int64, len(lines))
+      words = list(itertools.chain.from_iterable(words_per_line))
+      cache, compute = self._word_cache, self._pieces
+      wid = cache.lookup(words, compute)
+    else:
+      # One split of the whole batch; a marker word (0 ids) ends each line.
+      normalized = None
+      cache = self._raw_cache
+      wid = cache.lookup(joined.split(), self._raw_pieces)
+      is_break = wid == cache.index[_LINE_BREAK]
+      line_of = np.cumsum(is_break)
+      counts = np.bincount(line_of[~is_break], minlength=len(lines))
+      wid = wid[~is_break]
+    ids, word_of_token = cache.expand(wid)
+    lengths = np.bincount(np.repeat(np.arange(len(lines)), counts),
+                          cache.lengths[wid], len(lines)).astype(np.int64)
+    word_index = None
+    if with_words:
+      word_first = np.cumsum(counts) - counts
+      line_of_word = np.repeat(np.arange(len(lines)), counts)
+      word_index = word_of_token - word_first[line_of_word[word_of_token]]
+    return Encoded(ids, lengths, word_index, normalized)
 
   def tokenize(self, text: str) -> list[str]:
     """Token strings, as Google's `FullTokenizer.tokenize`."""
@@ -367,7 +438,11 @@ class SentencePieceTokenizer(_BaseTokenizer):
   def _prep(self, lines):
     return [line.lower() for line in lines] if self.do_lower_case else list(lines)
 
-  def encode_flat(self, lines: Sequence[str]) -> Encoded:
+  def encode_flat(self, lines: Sequence[str],
+                  with_words: bool = False) -> Encoded:
+    if with_words:
+      raise ValueError("--chinese_wwm needs the WordPiece tokenizer (one "
+                       "token per CJK character).")
     pieces = self._sp.encode(self._prep(lines))
     lengths = np.fromiter(map(len, pieces), np.int64, len(pieces))
     return Encoded(np.fromiter(itertools.chain.from_iterable(pieces), np.int32,

@@ -31,7 +31,7 @@ def test_flags_mark_characters_inside_words(tmp_path):
   words = ["我们", "使用", "语言", "模型", "来", "预测", "下", "一个", "词",
            "的", "概率", "。"]
   flags = tokenization.ChineseWordFlags(lambda s: words)
-  enc = tok.encode_flat([TEXT[0]])
+  enc = tok.encode_flat([TEXT[0]], with_words=True)
   chars = [tok.id_to_token[i] for i in enc.ids]
   assert "".join(chars) == TEXT[0]
   cont = flags.flags(TEXT[0], enc.normalized[0], enc.word_index)

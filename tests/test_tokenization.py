@@ -89,9 +89,12 @@ def test_matches_google_on_every_codepoint(google, vocab_file, uncased, cased):
     for line, got in zip(lines, fast):
       assert got.split() == ref.tokenize(line), line
     full = gtok.FullTokenizer(vocab_file, lower)
-    got = ours.encode(lines[:100])
-    want = [ours.vocab[t] for l in lines[:100] for t in full.tokenize(l)]
-    assert np.concatenate(got).tolist() == want
+    # The first lines hold \x1c etc. (normalise-first path); later ones take
+    # the per-raw-token cached path.
+    for chunk in (lines[:60], lines[400:520]):
+      got = ours.encode(chunk)
+      want = [ours.vocab[t] for l in chunk for t in full.tokenize(l)]
+      assert np.concatenate(got).tolist() == want
 
 
 def test_matches_transformers_on_real_text(vocab_file, english_lines, uncased):
@@ -105,8 +108,15 @@ def test_matches_transformers_on_real_text(vocab_file, english_lines, uncased):
     assert hf.encode(line, add_special_tokens=False) == ids.tolist(), line
 
 
+def test_control_chars_that_python_splits_on_join_words(uncased):
+  # Google deletes \x1c (a control char); Python's split() would split there.
+  assert uncased.tokenize("un\x1cbelievable") == uncased.tokenize("unbelievable")
+  assert uncased.tokenize("ab\x0ccd ef") == uncased.tokenize("abcd ef")
+
+
 def test_encode_flat_lengths_and_word_index(uncased):
-  enc = uncased.encode_flat(["hello world", "", "unbelievable things!"])
+  enc = uncased.encode_flat(["hello world", "", "unbelievable things!"],
+                            with_words=True)
   assert enc.lengths.tolist()[1] == 0
   assert len(enc.ids) == enc.lengths.sum()
   third = enc.ids[enc.lengths[0]:]
