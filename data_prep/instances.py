@@ -124,11 +124,11 @@ def reference_truncate(rng: random.Random, max_num_tokens: int) -> TruncateFn:
   return truncate
 
 
-def document_instances(pool: Pool, doc_index: int, max_seq_length: int,
-                       short_seq_prob: float, rng: random.Random,
-                       truncate: TruncateFn | None, out,
-                       exact_randint: bool = True) -> None:
-  """Google's `create_instances_from_document`; appends span tuples
+def pass_instances(pool: Pool, max_seq_length: int, short_seq_prob: float,
+                   rng: random.Random, truncate: TruncateFn | None, out,
+                   exact_randint: bool = True) -> None:
+  """One dupe pass of Google's `create_instances_from_document` over every
+  document of the pool, in order; appends span tuples
   `(a0, a1, b0, b1, is_random_next)` to `out`.
 
   `truncate` trims each pair when it is made (Google's call order); None leaves
@@ -138,45 +138,46 @@ def document_instances(pool: Pool, doc_index: int, max_seq_length: int,
   """
   append = out.append
   offsets = pool.sentence_offsets
-  off = offsets[doc_index]
-  n_sent = len(off) - 1
   n_docs = len(offsets)
   max_num_tokens = max_seq_length - 3
   rand = rng.random
   randint = rng.randint if exact_randint else (
       lambda a, b: a + int(rand() * (b - a + 1)))
-  target = max_num_tokens
-  if rand() < short_seq_prob:
-    target = randint(2, max_num_tokens)
-  start = 0  # first sentence of the current chunk
-  i = 0
-  while i < n_sent:
-    if i == n_sent - 1 or off[i + 1] - off[start] >= target:
-      k = i - start + 1
-      a_end = randint(1, k - 1) if k >= 2 else 1
-      a0, a1 = off[start], off[start + a_end]
-      if k == 1 or rand() < 0.5:
-        is_random = True
-        target_b = target - (a1 - a0)
-        for _ in range(10):
-          r = randint(0, n_docs - 1)
-          if r != doc_index:
-            break
-        roff = offsets[r]
-        j = randint(0, len(roff) - 2)
-        b0 = roff[j]
-        while j < len(roff) - 2 and roff[j + 1] - b0 < target_b:
-          j += 1
-        b1 = roff[j + 1]
-        i -= k - a_end  # put the unused sentences back
-      else:
-        is_random = False
-        b0, b1 = a1, off[i + 1]
-      if truncate is not None:
-        a0, a1, b0, b1 = truncate(a0, a1, b0, b1)
-      append((a0, a1, b0, b1, is_random))
-      start = i + 1
-    i += 1
+  for doc_index, off in enumerate(offsets):
+    n_sent = len(off) - 1
+    target = max_num_tokens
+    if rand() < short_seq_prob:
+      target = randint(2, max_num_tokens)
+    start = 0  # first sentence of the current chunk
+    i = 0
+    while i < n_sent:
+      if i == n_sent - 1 or off[i + 1] - off[start] >= target:
+        k = i - start + 1
+        a_end = randint(1, k - 1) if k >= 2 else 1
+        a0, a1 = off[start], off[start + a_end]
+        if k == 1 or rand() < 0.5:
+          is_random = True
+          target_b = target - (a1 - a0)
+          for _ in range(10):
+            r = randint(0, n_docs - 1)
+            if r != doc_index:
+              break
+          roff = offsets[r]
+          last = len(roff) - 2
+          j = randint(0, last)
+          b0 = roff[j]
+          while j < last and roff[j + 1] - b0 < target_b:
+            j += 1
+          b1 = roff[j + 1]
+          i -= k - a_end  # put the unused sentences back
+        else:
+          is_random = False
+          b0, b1 = a1, off[i + 1]
+        if truncate is not None:
+          a0, a1, b0, b1 = truncate(a0, a1, b0, b1)
+        append((a0, a1, b0, b1, is_random))
+        start = i + 1
+      i += 1
 
 
 def build_spans(pool: Pool, dupe_factor: int, max_seq_length: int,
@@ -185,9 +186,8 @@ def build_spans(pool: Pool, dupe_factor: int, max_seq_length: int,
   """All instances of `dupe_factor` passes over the pool (fast engine)."""
   out: list[tuple[int, int, int, int, bool]] = []
   for _ in range(dupe_factor):
-    for d in range(len(pool.sentence_offsets)):
-      document_instances(pool, d, max_seq_length, short_seq_prob, rng, None,
-                         out, exact_randint=False)
+    pass_instances(pool, max_seq_length, short_seq_prob, rng, None, out,
+                   exact_randint=False)
   arr = np.array(out, np.int64).reshape(-1, 5)
   spans = Spans(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4] == 1)
   if np_rng is None:

@@ -81,9 +81,9 @@ def mask_batch(tokens: np.ndarray, lengths: np.ndarray, spec: MaskingSpec,
     keys = np.where(cand, rng.random((n, s), np.float32), np.float32(2.0))
     # The p smallest keys per row (unordered); the first ntp of them by key.
     top = np.argpartition(keys, p - 1, axis=1)[:, :p]
-    top_keys = np.take_along_axis(keys, top, axis=1)
-    rank = np.argsort(np.argsort(top_keys, axis=1), axis=1)
-    take = (rank < ntp[:, None]) & (top_keys < 2.0)
+    order = np.argsort(np.take_along_axis(keys, top, axis=1), axis=1)
+    top = np.take_along_axis(top, order, axis=1)  # by key
+    take = (np.arange(p) < ntp[:, None]) & cand[np.arange(n)[:, None], top]
     positions = np.sort(np.where(take, top, s), axis=1)
     return _apply(tokens, positions, spec, rng)
   return _apply(tokens, _to_positions(selected, p, s), spec, rng)

@@ -79,9 +79,8 @@ def reference_features(files: Sequence[str], cfg, tok,
 
   rows = _MaskOnAppend()
   for _ in range(cfg.dupe_factor):
-    for d in range(len(documents)):
-      instances_lib.document_instances(pool, d, cfg.max_seq_length,
-                                       cfg.short_seq_prob, rng, truncate, rows)
+    instances_lib.pass_instances(pool, cfg.max_seq_length, cfg.short_seq_prob,
+                                 rng, truncate, rows)
   rng.shuffle(rows)
   s, p = cfg.max_seq_length, cfg.max_predictions_per_seq
   n = len(rows)
