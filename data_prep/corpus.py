@@ -63,7 +63,11 @@ def expand_inputs(patterns: str) -> list[str]:
     matched = fileio.glob(pattern)
     if not matched:
       raise InputError(f"--input_file: {pattern!r} matches no file.")
-    files.extend(f for f in matched if f not in files)
+    for f in matched:
+      if not fileio.readable(f):
+        raise InputError(f"--input_file: {f} is not a readable file.")
+      if f not in files:
+        files.append(f)
   if not files:
     raise InputError("--input_file is empty; give comma-separated globs of "
                      "text files (one sentence per line, blank line between "

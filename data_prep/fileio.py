@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import shutil
 from typing import IO
 
 
@@ -64,6 +65,20 @@ def remove(path: str) -> None:
     _gfile().remove(path)
   else:
     os.remove(path)
+
+
+def rmtree(path: str) -> None:
+  if is_remote(path):
+    if _gfile().exists(path):
+      _gfile().rmtree(path)
+  else:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def readable(path: str) -> bool:
+  if is_remote(path):
+    return _gfile().exists(path) and not _gfile().isdir(path)
+  return os.path.isfile(path) and os.access(path, os.R_OK)
 
 
 def join(*parts: str) -> str:

@@ -13,7 +13,6 @@ import json
 import math
 import multiprocessing
 import os
-import shutil
 import time
 
 from absl import logging
@@ -237,8 +236,7 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
       shard["instances"] = sum(results[u]["instances"][split]
                                for u in shard.pop("units"))
   _report(totals, files)
-  if fileio.exists(plan.parts_dir):
-    shutil.rmtree(plan.parts_dir, ignore_errors=True)
+  fileio.rmtree(plan.parts_dir)
   metadata = {
       "max_seq_length": cfg.max_seq_length,
       "max_predictions_per_seq": cfg.max_predictions_per_seq,

@@ -81,3 +81,9 @@ def test_cli_reports_usage_errors(tmp_path, vocab_file, english_corpus):
   assert proc.returncode != 0
   assert "--max_predictions_per_seq=500" in proc.stderr
   assert not out.exists() or not list(out.glob("*.tfrecord"))
+
+
+def test_unreadable_input(tmp_path):
+  (tmp_path / "adir.txt").mkdir()
+  with pytest.raises(corpus.InputError, match="adir.txt is not a readable"):
+    corpus.expand_inputs(str(tmp_path / "*.txt"))

@@ -197,3 +197,23 @@ def test_reference_engine_writes_round_robin(tmp_path, vocab_file,
   with open(files[0] + ".metadata.json") as f:
     assert json.load(f)["engine"] == "reference"
   assert meta["splits"]["train"]["instances"] == len(ref)
+
+
+def test_remote_paths_through_tf_gfile(vocab_file, english_corpus):
+  """Inputs and outputs with a scheme (gs://, …) go through tf.io.gfile; TF's
+  in-memory ram:// file system stands in for a bucket."""
+  with open(english_corpus, "rb") as f:
+    data = f.read()[:80_000]
+  tf.io.gfile.makedirs("ram://bucket/in")
+  with tf.io.gfile.GFile("ram://bucket/in/corpus.txt", "wb") as f:
+    f.write(data)
+  files = job.corpus.expand_inputs("ram://bucket/in/*.txt")
+  cfg = _cfg(vocab_file)
+  meta = job.generate(cfg, files, job.Outputs(output_dir="ram://bucket/out",
+                                              num_shards=2, unit_mb=0.03))
+  names = sorted(tf.io.gfile.listdir("ram://bucket/out"))
+  assert names == ["metadata.json", "train-00000-of-00002.tfrecord",
+                   "train-00001-of-00002.tfrecord"]
+  n = sum(1 for _ in tf.data.TFRecordDataset(
+      ["ram://bucket/out/" + x for x in names[1:]]))
+  assert n == meta["splits"]["train"]["instances"] > 0
