@@ -21,33 +21,51 @@ import dataclasses
 import random
 from typing import Callable, Sequence
 
+import numba
 import numpy as np
 
 
 @dataclasses.dataclass
 class Pool:
-  """Documents as one flat token array plus per-document sentence offsets."""
+  """Documents as one flat token array plus sentence offsets per document.
+
+  Document d's sentence boundaries are `offsets[doc_ptr[d]:doc_ptr[d + 1]]`
+  (n_sentences + 1 positions in `tokens`).
+  """
   tokens: np.ndarray  # int32 [T]
-  sentence_offsets: list[list[int]]  # per document: n_sentences + 1 offsets
+  offsets: np.ndarray  # int64
+  doc_ptr: np.ndarray  # int64 [n_docs + 1]
   continuation: np.ndarray | None = None  # bool [T], Chinese WWM flags
 
   @classmethod
   def from_documents(cls, documents) -> "Pool":
     """From objects with `tokens`, `sentence_lengths`, `continuation`."""
     if not documents:
-      return cls(np.zeros(0, np.int32), [])
+      return cls(np.zeros(0, np.int32), np.zeros(0, np.int64),
+                 np.zeros(1, np.int64))
     tokens = np.concatenate([d.tokens for d in documents]).astype(np.int32)
-    n_sent = [len(d.sentence_lengths) for d in documents]
-    ends = np.cumsum(np.concatenate([d.sentence_lengths for d in documents]))
-    offsets = np.concatenate([[0], ends]).tolist()
-    out, k = [], 0
-    for n in n_sent:
-      out.append(offsets[k:k + n + 1])
-      k += n
+    n_sent = np.array([len(d.sentence_lengths) for d in documents], np.int64)
+    lengths = np.concatenate([d.sentence_lengths for d in documents])
+    ends = np.cumsum(lengths)
+    # Each document lists its start and then each sentence's end.
+    doc_ptr = np.concatenate([[0], np.cumsum(n_sent + 1)])
+    offsets = np.empty(doc_ptr[-1], np.int64)
+    first_sent = np.cumsum(n_sent) - n_sent
+    offsets[doc_ptr[:-1]] = np.concatenate([[0], ends])[first_sent]
+    is_end = np.ones(doc_ptr[-1], bool)
+    is_end[doc_ptr[:-1]] = False
+    offsets[is_end] = ends
     cont = None
     if documents[0].continuation is not None:
       cont = np.concatenate([d.continuation for d in documents])
-    return cls(tokens, out, cont)
+    return cls(tokens, offsets, doc_ptr, cont)
+
+  @property
+  def sentence_offsets(self) -> list[list[int]]:
+    """Per document, its n_sentences + 1 offsets (Python lists)."""
+    flat = self.offsets.tolist()
+    ptr = self.doc_ptr.tolist()
+    return [flat[a:b] for a, b in zip(ptr[:-1], ptr[1:])]
 
 
 @dataclasses.dataclass
@@ -181,18 +199,89 @@ def pass_instances(pool: Pool, max_seq_length: int, short_seq_prob: float,
 
 
 def build_spans(pool: Pool, dupe_factor: int, max_seq_length: int,
-                short_seq_prob: float, rng: random.Random,
-                np_rng: np.random.Generator | None = None) -> Spans:
-  """All instances of `dupe_factor` passes over the pool (fast engine)."""
-  out: list[tuple[int, int, int, int, bool]] = []
+                short_seq_prob: float, seed: int) -> Spans:
+  """All instances of `dupe_factor` passes over the pool, truncated (fast
+  engine: the same procedure as `pass_instances`, compiled)."""
+  out = _spans_kernel(pool.offsets, pool.doc_ptr, dupe_factor, max_seq_length,
+                      short_seq_prob, seed)
+  return Spans(out[:, 0], out[:, 1], out[:, 2], out[:, 3], out[:, 4] == 1)
+
+
+@numba.njit(cache=True)
+def _spans_kernel(offsets, doc_ptr, dupe_factor, max_seq_length,
+                  short_seq_prob, seed):  # pragma: no cover - compiled
+  """`pass_instances` × dupe_factor, then `truncate_seq_pair` by counts with
+  binomial front removals. randint(a, b) is a + int(random() * (b - a + 1))."""
+  np.random.seed(seed)
+  n_docs = len(doc_ptr) - 1
+  max_num = max_seq_length - 3
+  out = np.empty((dupe_factor * (len(offsets) - n_docs), 5), np.int64)
+  m = 0
   for _ in range(dupe_factor):
-    pass_instances(pool, max_seq_length, short_seq_prob, rng, None, out,
-                   exact_randint=False)
-  arr = np.array(out, np.int64).reshape(-1, 5)
-  spans = Spans(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4] == 1)
-  if np_rng is None:
-    np_rng = np.random.default_rng(rng.getrandbits(64))
-  return truncate_spans(spans, max_seq_length - 3, np_rng)
+    for d in range(n_docs):
+      base = doc_ptr[d]
+      n_sent = doc_ptr[d + 1] - base - 1
+      target = max_num
+      if np.random.random() < short_seq_prob:
+        target = 2 + int(np.random.random() * (max_num - 1))
+      start = 0
+      i = 0
+      while i < n_sent:
+        if i == n_sent - 1 or offsets[base + i + 1] - offsets[base + start] >= target:
+          k = i - start + 1
+          a_end = 1
+          if k >= 2:
+            a_end = 1 + int(np.random.random() * (k - 1))
+          a0 = offsets[base + start]
+          a1 = offsets[base + start + a_end]
+          if k == 1 or np.random.random() < 0.5:
+            is_random = 1
+            target_b = target - (a1 - a0)
+            r = d
+            for _t in range(10):
+              r = int(np.random.random() * n_docs)
+              if r != d:
+                break
+            rb = doc_ptr[r]
+            rn = doc_ptr[r + 1] - rb - 1
+            j = int(np.random.random() * rn)
+            b0 = offsets[rb + j]
+            while j < rn - 1 and offsets[rb + j + 1] - b0 < target_b:
+              j += 1
+            b1 = offsets[rb + j + 1]
+            i -= k - a_end  # put the unused sentences back
+          else:
+            is_random = 0
+            b0 = a1
+            b1 = offsets[base + i + 1]
+          la = a1 - a0
+          lb = b1 - b0
+          excess = la + lb - max_num
+          if excess > 0:
+            ta = 0
+            tb = 0
+            if la > lb:
+              ta = min(excess, la - lb)
+            else:
+              tb = min(excess, lb - la)
+            rest = excess - ta - tb
+            ta += rest // 2
+            tb += (rest + 1) // 2
+            fa = np.random.binomial(ta, 0.5) if ta else 0
+            fb = np.random.binomial(tb, 0.5) if tb else 0
+            a0 += fa
+            a1 -= ta - fa
+            b0 += fb
+            b1 -= tb - fb
+          out[m, 0] = a0
+          out[m, 1] = a1
+          out[m, 2] = b0
+          out[m, 3] = b1
+          out[m, 4] = is_random
+          m += 1
+          start = i + 1
+        i += 1
+  return out[:m]
 
 
 @dataclasses.dataclass
@@ -208,27 +297,32 @@ def assemble(pool: Pool, spans: Spans, max_seq_length: int, cls_id: int,
              sep_id: int) -> Batch:
   """Builds padded `[CLS] A [SEP] B [SEP]` rows for a set of spans."""
   n = len(spans)
-  a0, b0 = spans.a0.astype(np.int32), spans.b0.astype(np.int32)
-  la = (spans.a1 - spans.a0).astype(np.int32)[:, None]
-  lb = (spans.b1 - spans.b0).astype(np.int32)[:, None]
-  j = np.arange(max_seq_length, dtype=np.int32)[None, :]
-  lengths = la + lb + 3
-  # Position j holds A[j - 1] for j <= len(A), else B[j - len(A) - 2].
-  in_a = j <= la
-  src = np.where(in_a, a0[:, None] - 1, b0[:, None] - la - 2) + j
-  body = (j >= 1) & (j < lengths - 1) & (j != la + 1)
-  np.clip(src, 0, max(0, len(pool.tokens) - 1), out=src)
-  tokens = pool.tokens[src] if len(pool.tokens) else np.zeros_like(src)
-  tokens *= body
-  rows = np.arange(n)
-  tokens[:, 0] = cls_id
-  tokens[rows, la[:, 0] + 1] = sep_id
-  tokens[rows, lengths[:, 0] - 1] = sep_id
-  segment_ids = (~in_a & (j < lengths)).astype(np.int32)
-  segment_ids[rows, la[:, 0] + 1] = 0
-  lengths = lengths[:, 0].astype(np.int64)
-  cont = None
-  if pool.continuation is not None:
-    cont = pool.continuation[src] & body
-  return Batch(tokens, segment_ids, lengths,
-               spans.is_random_next.astype(np.int32), cont)
+  tokens = np.zeros((n, max_seq_length), np.int32)
+  segment_ids = np.zeros((n, max_seq_length), np.int32)
+  has_cont = pool.continuation is not None
+  cont = np.zeros((n if has_cont else 0, max_seq_length), np.bool_)
+  _assemble_kernel(pool.tokens,
+                   pool.continuation if has_cont else np.zeros(0, np.bool_),
+                   spans.a0, spans.a1, spans.b0, spans.b1, cls_id, sep_id,
+                   tokens, segment_ids, cont)
+  lengths = (spans.a1 - spans.a0) + (spans.b1 - spans.b0) + 3
+  return Batch(tokens, segment_ids, lengths.astype(np.int64),
+               spans.is_random_next.astype(np.int32),
+               cont if has_cont else None)
+
+
+@numba.njit(cache=True)
+def _assemble_kernel(pool_tokens, pool_cont, a0, a1, b0, b1, cls_id, sep_id,
+                     tokens, segment_ids, cont):  # pragma: no cover - compiled
+  for r in range(len(a0)):
+    la = a1[r] - a0[r]
+    lb = b1[r] - b0[r]
+    tokens[r, 0] = cls_id
+    tokens[r, 1:1 + la] = pool_tokens[a0[r]:a1[r]]
+    tokens[r, 1 + la] = sep_id
+    tokens[r, 2 + la:2 + la + lb] = pool_tokens[b0[r]:b1[r]]
+    tokens[r, 2 + la + lb] = sep_id
+    segment_ids[r, 2 + la:3 + la + lb] = 1
+    if cont.shape[0]:
+      cont[r, 1:1 + la] = pool_cont[a0[r]:a1[r]]
+      cont[r, 2 + la:2 + la + lb] = pool_cont[b0[r]:b1[r]]

@@ -149,8 +149,9 @@ def run_unit(index: int, unit: corpus.Unit, cfg: pipeline.PrepConfig,
       fileio.join(parts_dir, f"unit-{index:05d}.{s}.tfrecord"), str(os.getpid()))
           for s in ("train", "eval")}
   try:
-    for split, records in pipeline.unit_records(unit, index, cfg, tok, stats):
-      outs[split].write_records(records)
+    for split, _, framed in pipeline.unit_records(unit, index, cfg, tok,
+                                                  stats):
+      outs[split].write(framed)
   except BaseException:
     for w in outs.values():
       w.abort()

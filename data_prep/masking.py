@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import random
 
+import numba
 import numpy as np
 
 
@@ -57,97 +58,99 @@ def mask_batch(tokens: np.ndarray, lengths: np.ndarray, spec: MaskingSpec,
 
   `extra_continuation` (bool [N, S]) marks further continuation positions, e.g.
   Chinese characters inside a segmented word; it implies whole-word grouping.
+  Compiled: per row, candidate groups are visited in a lazily drawn random
+  order (a partial Fisher-Yates shuffle, the same law as Google's full
+  shuffle) and taken while they fit.
   """
   n, s = tokens.shape
   p = spec.max_predictions_per_seq
   if p >= s:
     raise ValueError(f"max_predictions_per_seq={p} must be below the "
                      f"sequence length {s}.")
-  pos = np.arange(s)
-  cand = ((pos[None, :] < lengths[:, None]) & (tokens != spec.cls_id)
-          & (tokens != spec.sep_id))
-  ntp = num_to_predict(lengths, spec)
   wwm = spec.continuation is not None or extra_continuation is not None
-  if wwm:
-    cont = (spec.continuation[tokens] if spec.continuation is not None
-            else np.zeros_like(cand))
-    if extra_continuation is not None:
-      cont = cont | extra_continuation
-    # A continuation joins the previous group only if some candidate precedes.
-    has_prev = np.cumsum(cand, axis=1) > 1
-    starts = cand & ~(cont & has_prev)
-    selected = _select_groups(cand, starts, ntp, rng)
-  else:
-    keys = np.where(cand, rng.random((n, s), np.float32), np.float32(2.0))
-    # The p smallest keys per row (unordered); the first ntp of them by key.
-    top = np.argpartition(keys, p - 1, axis=1)[:, :p]
-    order = np.argsort(np.take_along_axis(keys, top, axis=1), axis=1)
-    top = np.take_along_axis(top, order, axis=1)  # by key
-    take = (np.arange(p) < ntp[:, None]) & cand[np.arange(n)[:, None], top]
-    positions = np.sort(np.where(take, top, s), axis=1)
-    return _apply(tokens, positions, spec, rng)
-  return _apply(tokens, _to_positions(selected, p, s), spec, rng)
-
-
-def _to_positions(selected: np.ndarray, p: int, s: int) -> np.ndarray:
-  """bool [N, S] → sorted positions [N, P], padded with S."""
-  n = len(selected)
-  rows, cols = np.nonzero(selected)
-  counts = selected.sum(axis=1)
-  slot = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-  out = np.full((n, p), s, np.int64)
-  out[rows, slot] = cols
+  vocab_cont = (spec.continuation if spec.continuation is not None
+                else np.zeros(0, np.bool_))
+  extra = (extra_continuation if extra_continuation is not None
+           else np.zeros((0, 0), np.bool_))
+  out = MaskedBatch(input_ids=np.ascontiguousarray(tokens, np.int32).copy(),
+                    positions=np.zeros((n, p), np.int32),
+                    label_ids=np.zeros((n, p), np.int32),
+                    weights=np.zeros((n, p), np.float32))
+  _mask_kernel(out.input_ids, lengths.astype(np.int64), spec.masked_lm_prob,
+               spec.cls_id, spec.sep_id, spec.mask_id,
+               spec.random_ids.astype(np.int64), vocab_cont, extra, wwm,
+               int(rng.integers(2**32)), out.positions, out.label_ids,
+               out.weights)
   return out
 
 
-def _select_groups(cand, starts, ntp, rng):
-  """Greedy take-if-it-fits over groups in random order, for all rows at once."""
-  n, s = cand.shape
-  group = np.cumsum(starts, axis=1) - 1  # group index of each position
-  n_groups = starts.sum(axis=1)
-  g_max = int(n_groups.max()) if n else 0
-  if g_max == 0:
-    return np.zeros((n, s), bool)
-  rows, cols = np.nonzero(cand)
-  sizes = np.bincount(rows * g_max + group[rows, cols],
-                      minlength=n * g_max).reshape(n, g_max)
-  keys = np.where(np.arange(g_max)[None, :] < n_groups[:, None],
-                  rng.random((n, g_max), np.float32), np.float32(2.0))
-  order = np.argsort(keys, axis=1)
-  sorted_sizes = np.take_along_axis(sizes, order, axis=1)
-  taken_sorted = np.zeros((n, g_max), bool)
-  count = np.zeros(n, np.int64)
-  for k in range(g_max):
-    sz = sorted_sizes[:, k]
-    ok = (sz > 0) & (count + sz <= ntp)
-    taken_sorted[:, k] = ok
-    count += np.where(ok, sz, 0)
-    if ((count >= ntp) | (k + 1 >= n_groups)).all():
-      break
-  taken = np.zeros((n, g_max), bool)
-  np.put_along_axis(taken, order, taken_sorted, axis=1)
-  selected = np.zeros((n, s), bool)
-  selected[rows, cols] = taken[rows, group[rows, cols]]
-  return selected
-
-
-def _apply(tokens, positions, spec, rng) -> MaskedBatch:
-  """80/10/10 replacement at sorted `positions` [N, P] (padding = S)."""
-  n, s = tokens.shape
-  valid = positions < s
-  pos = np.where(valid, positions, 0)
-  labels = np.take_along_axis(tokens, pos, axis=1) * valid
-  u = rng.random(positions.shape, np.float32)
-  replacement = np.where(u < 0.8, spec.mask_id, labels)
-  rand = (u >= 0.9) & valid
-  replacement[rand] = spec.random_ids[
-      rng.integers(0, len(spec.random_ids), int(rand.sum()))]
-  input_ids = tokens.copy()
-  rows = np.broadcast_to(np.arange(n)[:, None], positions.shape)
-  input_ids[rows[valid], pos[valid]] = replacement[valid]
-  return MaskedBatch(input_ids=input_ids, positions=pos.astype(np.int32),
-                     label_ids=labels.astype(np.int32),
-                     weights=valid.astype(np.float32))
+@numba.njit(cache=True)
+def _mask_kernel(ids, lengths, prob, cls_id, sep_id, mask_id, random_ids,
+                 vocab_cont, extra, wwm, seed, positions, label_ids,
+                 weights):  # pragma: no cover - compiled
+  """In place: masks `ids` rows and fills the prediction arrays."""
+  np.random.seed(seed)
+  n, s = ids.shape
+  p = positions.shape[1]
+  cand = np.empty(s, np.int64)  # candidate positions, in order
+  gptr = np.empty(s + 1, np.int64)  # group g = cand[gptr[g]:gptr[g + 1]]
+  order = np.empty(s, np.int64)
+  chosen = np.empty(s, np.int64)
+  n_words = len(random_ids)
+  for r in range(n):
+    length = lengths[r]
+    x = length * prob  # Python 3 round(): half to even
+    ntp = int(np.floor(x))
+    frac = x - ntp
+    if frac > 0.5 or (frac == 0.5 and ntp % 2 == 1):
+      ntp += 1
+    ntp = min(p, max(1, ntp))
+    nc = 0
+    ng = 0
+    for i in range(length):
+      t = ids[r, i]
+      if t == cls_id or t == sep_id:
+        continue
+      cont = False
+      if wwm and nc > 0:
+        if len(vocab_cont) and vocab_cont[t]:
+          cont = True
+        if extra.shape[0] and extra[r, i]:
+          cont = True
+      if not cont:
+        gptr[ng] = nc
+        ng += 1
+      cand[nc] = i
+      nc += 1
+    gptr[ng] = nc
+    for g in range(ng):
+      order[g] = g
+    count = 0
+    for k in range(ng):
+      if count >= ntp:
+        break
+      j = k + int(np.random.random() * (ng - k))  # lazy Fisher-Yates
+      g = order[j]
+      order[j] = order[k]
+      order[k] = g
+      size = gptr[g + 1] - gptr[g]
+      if count + size > ntp:
+        continue
+      for q in range(gptr[g], gptr[g + 1]):
+        chosen[count] = cand[q]
+        count += 1
+    chosen[:count].sort()
+    for q in range(count):
+      pos = chosen[q]
+      label = ids[r, pos]
+      positions[r, q] = pos
+      label_ids[r, q] = label
+      weights[r, q] = 1.0
+      u = np.random.random()
+      if u < 0.8:
+        ids[r, pos] = mask_id
+      elif u >= 0.9:
+        ids[r, pos] = random_ids[int(np.random.random() * n_words)]
 
 
 def mask_reference(tokens: list[int], spec: MaskingSpec, rng: random.Random,

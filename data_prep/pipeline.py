@@ -16,7 +16,6 @@ of its own, so evaluation documents never appear in training instances.
 from __future__ import annotations
 
 import dataclasses
-import random
 from typing import Iterator
 
 import numpy as np
@@ -93,15 +92,14 @@ def _unit_lines(unit: corpus.Unit, cfg: PrepConfig, stats: corpus.ReadStats):
 
 def unit_records(unit: corpus.Unit, unit_index: int, cfg: PrepConfig,
                  tok=None, stats: UnitStats | None = None,
-                 chinese_flags=None) -> Iterator[tuple[str, list[bytes]]]:
-  """Yields (split, serialized tf.train.Examples) batches for one unit."""
+                 chinese_flags=None) -> Iterator[tuple[str, int, bytes]]:
+  """Yields (split, count, TFRecord-framed tf.train.Examples) per batch."""
   tok = tok or tokenization.load_tokenizer(cfg.vocab_file, cfg.do_lower_case,
                                            cfg.tokenizer)
   stats = stats if stats is not None else UnitStats()
   if cfg.chinese_wwm and chinese_flags is None:
     chinese_flags = tokenization.ChineseWordFlags()
   seq = unit_seed(cfg.random_seed, unit_index)
-  py_rng = random.Random(int(seq.generate_state(1, np.uint64)[0]))
   np_rng = np.random.Generator(np.random.PCG64(seq))
   spec = masking_spec(cfg, tok)
   pools: dict[str, list[corpus.Document]] = {"train": [], "eval": []}
@@ -114,16 +112,16 @@ def unit_records(unit: corpus.Unit, unit_index: int, cfg: PrepConfig,
     pools[split].append(doc)
     sizes[split] += len(doc.tokens)
     if sizes[split] >= cfg.pool_tokens:
-      yield from _pool_records(split, pools[split], cfg, tok, spec, py_rng,
-                               np_rng, stats)
+      yield from _pool_records(split, pools[split], cfg, tok, spec, np_rng,
+                               stats)
       pools[split], sizes[split] = [], 0
   for split in ("train", "eval"):
     if pools[split]:
-      yield from _pool_records(split, pools[split], cfg, tok, spec, py_rng,
-                               np_rng, stats)
+      yield from _pool_records(split, pools[split], cfg, tok, spec, np_rng,
+                               stats)
 
 
-def _pool_records(split, docs, cfg, tok, spec, py_rng, np_rng, stats):
+def _pool_records(split, docs, cfg, tok, spec, np_rng, stats):
   pool = instances_lib.Pool.from_documents(docs)
   stats.pools += 1
   stats.documents += len(docs)
@@ -131,7 +129,8 @@ def _pool_records(split, docs, cfg, tok, spec, py_rng, np_rng, stats):
   if len(docs) == 1:
     stats.single_document_pools += 1
   spans = instances_lib.build_spans(pool, cfg.dupe_factor, cfg.max_seq_length,
-                                    cfg.short_seq_prob, py_rng, np_rng)
+                                    cfg.short_seq_prob,
+                                    int(np_rng.integers(2**32)))
   spans = spans.take(np_rng.permutation(len(spans)))
   for b in range(0, len(spans), ENCODE_BATCH):
     part = spans.take(np.arange(b, min(b + ENCODE_BATCH, len(spans))))
@@ -142,5 +141,6 @@ def _pool_records(split, docs, cfg, tok, spec, py_rng, np_rng, stats):
     stats.instances[split] += len(part)
     stats.random_next += int(batch.next_sentence_labels.sum())
     stats.masked += int(masked.weights.sum())
-    yield split, writer.encode_examples(
-        writer.batch_features(masked, batch, cfg.max_seq_length))
+    yield split, len(part), writer.encode_pretraining_batch(
+        masked.input_ids, batch.lengths, batch.segment_ids, masked.positions,
+        masked.label_ids, masked.weights, batch.next_sentence_labels)

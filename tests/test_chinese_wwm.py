@@ -57,8 +57,7 @@ def test_jieba_words_are_masked_whole(tmp_path):
                             max_seq_length=40, max_predictions_per_seq=8)
   spec = pipeline.masking_spec(cfg, tok)
   pool = instances.Pool.from_documents(docs)
-  import random  # pylint: disable=g-import-not-at-top
-  spans = instances.build_spans(pool, 200, 40, 0.1, random.Random(0))
+  spans = instances.build_spans(pool, 200, 40, 0.1, 0)
   batch = instances.assemble(pool, spans, 40, tok.cls_id, tok.sep_id)
   out = masking.mask_batch(batch.tokens, batch.lengths, spec,
                            np.random.default_rng(0), batch.continuation)

@@ -56,7 +56,7 @@ def _pool(rng, n_docs=200, max_sents=12):
 def test_spans_follow_the_rules():
   rng = np.random.default_rng(0)
   pool = _pool(rng)
-  spans = instances.build_spans(pool, 3, 64, 0.1, random.Random(1))
+  spans = instances.build_spans(pool, 3, 64, 0.1, 1)
   la, lb = spans.a1 - spans.a0, spans.b1 - spans.b0
   assert (la >= 1).all() and (lb >= 1).all() and (la + lb <= 61).all()
   doc_of = np.searchsorted([o[0] for o in pool.sentence_offsets],
@@ -79,7 +79,7 @@ def test_fast_spans_match_reference_statistics():
   the same statistics as Google's exact call sequence."""
   rng = np.random.default_rng(1)
   pool = _pool(rng, n_docs=300, max_sents=30)
-  fast = instances.build_spans(pool, 20, 128, 0.1, random.Random(2))
+  fast = instances.build_spans(pool, 20, 128, 0.1, 2)
   ref_rows = []
   py = random.Random(3)
   trunc = instances.reference_truncate(py, 125)
@@ -103,7 +103,7 @@ def test_short_target_fraction():
   docs = [corpus.Document(rng.integers(10, 99, 400).astype(np.int32),
                           np.ones(400, np.int64)) for _ in range(400)]
   pool = instances.Pool.from_documents(docs)
-  spans = instances.build_spans(pool, 5, 128, 0.1, random.Random(4))
+  spans = instances.build_spans(pool, 5, 128, 0.1, 4)
   starts = {o[0] for o in pool.sentence_offsets}
   first = np.array([a in starts for a in spans.a0.tolist()])
   assert first.sum() == 400 * 5

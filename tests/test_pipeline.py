@@ -167,7 +167,9 @@ def test_fast_engine_statistics_match_reference(vocab_file, english_corpus):
   unit = job.corpus.Unit(ranges=((english_corpus, 0,
                                   os.path.getsize(english_corpus)),))
   fast = {"input_mask": [], "next_sentence_labels": [], "masked_lm_weights": []}
-  for _, records in pipeline.unit_records(unit, 0, cfg, tok):
+  for _, count, framed in pipeline.unit_records(unit, 0, cfg, tok):
+    records = list(job.writer.iter_framed(framed))
+    assert len(records) == count
     for r in records:
       ex = tf.train.Example.FromString(r).features.feature
       fast["input_mask"].append(sum(ex["input_mask"].int64_list.value))
