@@ -118,16 +118,17 @@ def vocab_file(work: str, corpus: str) -> str:
   return path
 
 
-def run_ours(corpus, vocab, work, args, workers) -> dict:
+def run_ours(corpus, vocab, work, args, workers, extra=()) -> dict:
   out = tempfile.mkdtemp(dir=work)
   size_mb = os.path.getsize(corpus) / 2**20
-  unit_mb = max(1.0, size_mb / (4 * workers)) if workers > 1 else 64.0
+  unit_mb = max(1.0, size_mb / 8)  # the same units for every worker count
   res = _run([sys.executable, "-m", "data_prep.create_pretraining_data",
               f"--input_file={corpus}", f"--vocab_file={vocab}",
               f"--output_dir={out}", f"--num_workers={workers}",
               f"--unit_mb={unit_mb}", f"--dupe_factor={args.dupe_factor}",
               f"--max_seq_length={args.max_seq_length}",
-              f"--max_predictions_per_seq={args.max_predictions_per_seq}"])
+              f"--max_predictions_per_seq={args.max_predictions_per_seq}",
+              *extra])
   with open(os.path.join(out, "metadata.json")) as f:
     meta = json.load(f)
   shutil.rmtree(out)
@@ -168,6 +169,9 @@ def main():
                       help="corpus slice for Google's script (0: skip)")
   parser.add_argument("--growth", default="1,10",
                       help="corpus multiples for the peak-RSS check (1 worker)")
+  parser.add_argument("--growth_pool_tokens", type=int, default=500_000)
+  parser.add_argument("--scaling_x", type=float, default=5.0,
+                      help="corpus multiple for the worker-scaling runs")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--dupe_factor", type=int, default=5)
   parser.add_argument("--max_seq_length", type=int, default=128)
@@ -187,8 +191,10 @@ def main():
     runs = [fn() for _ in range(args.repeats)]
     return min(runs, key=lambda r: r["steady_s"])
 
+  # Worker scaling on a corpus large enough to amortise worker start-up.
+  scaling_corpus = make_corpus(args.work_dir, args.corpus_mb * args.scaling_x)
   for w in [int(x) for x in args.workers.split(",")]:
-    r = best(lambda: run_ours(corpus, vocab, args.work_dir, args, w))
+    r = best(lambda: run_ours(scaling_corpus, vocab, args.work_dir, args, w))
     results["ours"][w] = r
     print(f"ours, {w} worker(s): {r['instances']} instances, "
           f"{r['inst_per_s']:,.0f} inst/s, {r['mb_per_s']:.2f} MB/s steady, "
@@ -208,7 +214,9 @@ def main():
           flush=True)
   for k in [float(x) for x in args.growth.split(",")]:
     path = make_corpus(args.work_dir, args.corpus_mb * k)
-    r = run_ours(path, vocab, args.work_dir, args, 1)
+    # Pools smaller than the smallest corpus, so every size has full pools.
+    r = run_ours(path, vocab, args.work_dir, args, 1,
+                 (f"--pool_tokens={args.growth_pool_tokens}",))
     results["growth"][k] = r
     print(f"growth x{k:g} ({os.path.getsize(path) / 2**20:.0f} MB): peak RSS "
           f"{r['peak_rss_mb']:.0f} MB, {r['inst_per_s']:,.0f} inst/s",

@@ -85,6 +85,7 @@ class Spans:
                    for f in dataclasses.fields(self)))
 
 
+@numba.njit(cache=True)
 def trim_counts(la: int, lb: int, max_num_tokens: int) -> tuple[int, int]:
   """How many tokens `truncate_seq_pair` removes from A and from B.
 
@@ -104,25 +105,6 @@ def trim_counts(la: int, lb: int, max_num_tokens: int) -> tuple[int, int]:
 
 
 TruncateFn = Callable[[int, int, int, int], tuple[int, int, int, int]]
-
-
-def truncate_spans(spans: "Spans", max_num_tokens: int,
-                   rng: np.random.Generator) -> "Spans":
-  """`truncate_seq_pair` for all spans at once.
-
-  The number of tokens each side loses is fixed (`trim_counts`); the number
-  taken from the front is Binomial(n, 1/2), the law of one coin per token.
-  """
-  la, lb = spans.a1 - spans.a0, spans.b1 - spans.b0
-  excess = np.maximum(la + lb - max_num_tokens, 0)
-  first = np.minimum(excess, np.abs(la - lb))
-  ta = np.where(la > lb, first, 0)
-  tb = np.where(la > lb, 0, first)
-  rest = excess - first
-  ta, tb = ta + rest // 2, tb + (rest + 1) // 2
-  fa, fb = rng.binomial(ta, 0.5), rng.binomial(tb, 0.5)
-  return Spans(spans.a0 + fa, spans.a1 - (ta - fa), spans.b0 + fb,
-               spans.b1 - (tb - fb), spans.is_random_next)
 
 
 def reference_truncate(rng: random.Random, max_num_tokens: int) -> TruncateFn:
@@ -254,25 +236,14 @@ def _spans_kernel(offsets, doc_ptr, dupe_factor, max_seq_length,
             is_random = 0
             b0 = a1
             b1 = offsets[base + i + 1]
-          la = a1 - a0
-          lb = b1 - b0
-          excess = la + lb - max_num
-          if excess > 0:
-            ta = 0
-            tb = 0
-            if la > lb:
-              ta = min(excess, la - lb)
-            else:
-              tb = min(excess, lb - la)
-            rest = excess - ta - tb
-            ta += rest // 2
-            tb += (rest + 1) // 2
-            fa = np.random.binomial(ta, 0.5) if ta else 0
-            fb = np.random.binomial(tb, 0.5) if tb else 0
-            a0 += fa
-            a1 -= ta - fa
-            b0 += fb
-            b1 -= tb - fb
+          ta, tb = trim_counts(a1 - a0, b1 - b0, max_num)
+          # Front removals: Binomial(n, 1/2), the law of one coin per token.
+          fa = np.random.binomial(ta, 0.5) if ta else 0
+          fb = np.random.binomial(tb, 0.5) if tb else 0
+          a0 += fa
+          a1 -= ta - fa
+          b0 += fb
+          b1 -= tb - fb
           out[m, 0] = a0
           out[m, 1] = a1
           out[m, 2] = b0

@@ -133,6 +133,7 @@ def _tokenizer(cfg: pipeline.PrepConfig):
 def _init_worker(cfg: pipeline.PrepConfig):
   os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
   _tokenizer(cfg)
+  pipeline.warm_up(cfg)
 
 
 def run_unit(index: int, unit: corpus.Unit, cfg: pipeline.PrepConfig,
@@ -205,7 +206,7 @@ def _assemble(plan: Plan, split: str, outputs: list[str]) -> list[dict]:
       with writer.AtomicWriter(path, "assemble") as w:
         for part in parts:
           with fileio.open_file(part, "rb") as f:
-            while chunk := f.read(64 << 20):
+            while chunk := f.read(8 << 20):
               w.write(chunk)
     shards.append({"file": os.path.basename(path), "units": units})
   return shards
@@ -217,7 +218,8 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
   check_flags(cfg)
   start = time.perf_counter()
   tok = _tokenizer(cfg)
-  timing = {"load_tokenizer": time.perf_counter() - start}
+  pipeline.warm_up(cfg)
+  timing = {"start_up": time.perf_counter() - start}
   plan = make_plan(cfg, files, outputs)
   t = time.perf_counter()
   if engine == "reference":

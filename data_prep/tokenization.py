@@ -33,7 +33,7 @@ CJK_RANGES = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF),
               (0x2A700, 0x2B73F), (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF),
               (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
 MAX_INPUT_CHARS_PER_WORD = 200  # Google's default (Hugging Face uses 100).
-_WORD_CACHE_SIZE = 1 << 20  # distinct words whose pieces are kept
+_WORD_CACHE_SIZE = 1 << 18  # distinct strings per id cache (bounds memory)
 
 
 class VocabError(ValueError):
