@@ -11,6 +11,7 @@ INSTALL_REQUIRES = [
     "jax>=0.5,<0.11",
     "jieba>=0.42.1,<0.43",
     "ml-collections>=0.1.1,<2",
+    "numba>=0.60,<0.70",  # compiled hot loops of the data generator
     "numpy>=1.26,<3",
     "optax>=0.2.4,<0.3",
     "orbax-checkpoint>=0.11,<0.13",

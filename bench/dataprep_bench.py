@@ -121,11 +121,13 @@ def vocab_file(work: str, corpus: str) -> str:
 def run_ours(corpus, vocab, work, args, workers, extra=()) -> dict:
   out = tempfile.mkdtemp(dir=work)
   size_mb = os.path.getsize(corpus) / 2**20
-  unit_mb = max(1.0, size_mb / 8)  # the same units for every worker count
+  # The same 8 units (one per shard) for every worker count.
+  unit_mb = size_mb / 7.99
   res = _run([sys.executable, "-m", "data_prep.create_pretraining_data",
               f"--input_file={corpus}", f"--vocab_file={vocab}",
               f"--output_dir={out}", f"--num_workers={workers}",
-              f"--unit_mb={unit_mb}", f"--dupe_factor={args.dupe_factor}",
+              "--num_shards=8", f"--unit_mb={unit_mb}",
+              f"--dupe_factor={args.dupe_factor}",
               f"--max_seq_length={args.max_seq_length}",
               f"--max_predictions_per_seq={args.max_predictions_per_seq}",
               *extra])

@@ -13,6 +13,7 @@ import json
 import math
 import multiprocessing
 import os
+import sys
 import time
 
 from absl import logging
@@ -111,9 +112,11 @@ def make_plan(cfg: pipeline.PrepConfig, files: list[str],
     total = sum(fileio.size(f) for f in files)
     n_units = max(len(train), math.ceil(total / (outputs.unit_mb * 2**20)))
     units = corpus.plan_units(files, n_units)
-    key_src = [(f, fileio.size(f)) for f in files]
+    key_src = [(f, fileio.size(f), None if fileio.is_remote(f)
+                else os.path.getmtime(f)) for f in files]
   key = hashlib.sha256(json.dumps(
-      [dataclasses.asdict(cfg), key_src, len(units), train, evals],
+      [dataclasses.asdict(cfg), key_src, len(units), train, evals,
+       _tokenizer(cfg).fingerprint],
       default=str).encode()).hexdigest()[:16]
   parts = fileio.join(os.path.dirname(train[0]) or ".", f".parts-{key}")
   return Plan(units, train, evals, meta, parts)
@@ -176,7 +179,10 @@ def _run_units(plan: Plan, cfg: pipeline.PrepConfig, workers: int) -> list:
   if workers > n:
     logging.warning("--num_workers=%d but only %d work units; lower --unit_mb "
                     "or raise --num_shards to use every worker.", workers, n)
-  ctx = multiprocessing.get_context("spawn")
+  # Forked workers inherit the loaded tokenizer and compiled kernels; spawn
+  # when TensorFlow is loaded (its threads make fork unsafe) or off Linux.
+  fork_ok = sys.platform == "linux" and "tensorflow" not in sys.modules
+  ctx = multiprocessing.get_context("fork" if fork_ok else "spawn")
   with concurrent.futures.ProcessPoolExecutor(
       min(workers, n), mp_context=ctx, initializer=_init_worker,
       initargs=(cfg,)) as ex:
@@ -224,22 +230,23 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
   t = time.perf_counter()
   if engine == "reference":
     results, splits = _reference(cfg, files, tok, plan)
+    totals = _totals(results)
     timing["instances"] = time.perf_counter() - t
   else:
     results = _run_units(plan, cfg, workers)
+    totals = _totals(results)
+    _report(totals, files)  # before any shard appears
     timing["units"] = time.perf_counter() - t
     t = time.perf_counter()
     splits = {"train": _assemble(plan, "train", plan.train_outputs)}
     if plan.eval_outputs:
       splits["eval"] = _assemble(plan, "eval", plan.eval_outputs)
     timing["assemble"] = time.perf_counter() - t
-  totals = _totals(results)
+    fileio.rmtree(plan.parts_dir)
   for split, shards in splits.items():
     for shard in shards:
       shard["instances"] = sum(results[u]["instances"][split]
                                for u in shard.pop("units"))
-  _report(totals, files)
-  fileio.rmtree(plan.parts_dir)
   metadata = {
       "max_seq_length": cfg.max_seq_length,
       "max_predictions_per_seq": cfg.max_predictions_per_seq,
@@ -267,6 +274,7 @@ def _reference(cfg, files, tok, plan):
   records = reference.reference_examples(files, cfg, tok,
                                          pipeline.masking_spec(cfg, tok), stats)
   n = len(plan.train_outputs)
+  _report(_totals([{"unit": 0, **stats.as_dict()}]), files)
   shards = []
   for k, path in enumerate(plan.train_outputs):
     fileio.makedirs(os.path.dirname(path) or ".")

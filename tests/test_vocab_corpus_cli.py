@@ -117,3 +117,25 @@ def test_main_job_default_run(tmp_path):
   assert meta["splits"]["train"]["instances"] > 1000
   assert (out / "train-00000-of-00001.tfrecord").stat().st_size > 500_000
   assert not [p for p in out.iterdir() if p.name.startswith(".parts")]
+
+
+def test_cli_forked_workers_match_one_process(tmp_path, vocab_file,
+                                              english_corpus):
+  """Through the CLI (no TensorFlow loaded, so workers are forked), 2
+  workers write exactly what 1 process writes."""
+  env = dict(os.environ, PYTHONPATH=os.getcwd())
+  outputs = []
+  for workers in (1, 2):
+    out = tmp_path / f"w{workers}"
+    proc = subprocess.run(
+        [sys.executable, "-m", "data_prep.create_pretraining_data",
+         f"--input_file={english_corpus}", f"--vocab_file={vocab_file}",
+         f"--output_dir={out}", "--num_shards=2", "--unit_mb=0.05",
+         "--dupe_factor=2", f"--num_workers={workers}"],
+        capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["workers"] == workers and len(meta["stats"]["unit_seconds"]) > 4
+    outputs.append([(out / s["file"]).read_bytes()
+                    for s in meta["splits"]["train"]["shards"]])
+  assert outputs[0] == outputs[1]
