@@ -53,26 +53,6 @@ def _ranges_class(codepoints: list[int]) -> str:
   return "".join(parts)
 
 
-def _is_whitespace(ch: str) -> bool:
-  return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
-
-
-def _is_control(ch: str) -> bool:
-  return ch not in "\t\n\r" and unicodedata.category(ch) in ("Cc", "Cf")
-
-
-def _is_punctuation(ch: str) -> bool:
-  cp = ord(ch)
-  if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
-    return True
-  return unicodedata.category(ch).startswith("P")
-
-
-def is_cjk_char(ch: str) -> bool:
-  cp = ord(ch)
-  return any(a <= cp <= b for a, b in CJK_RANGES)
-
-
 @functools.lru_cache(maxsize=None)
 def _tables():
   """Translation table and regexes equivalent to Google's per-char tests,
@@ -104,7 +84,6 @@ def _tables():
       "cjk": re.compile(f"[{cjk}]"),
       "mn": re.compile(f"[{_ranges_class(marks)}]+"),
       "punct": re.compile(f"[{_ranges_class(punct)}]"),
-      "cjk_chars": re.compile(f"[{cjk}]"),
   }
 
 
@@ -479,7 +458,7 @@ class ChineseWordFlags:
 
   def __init__(self, segmenter: Optional[Callable[[str], list[str]]] = None):
     self._segment = segmenter or _jieba_segmenter()
-    self._cjk = _tables()["cjk_chars"]
+    self._cjk = _tables()["cjk"]
     self.mismatched_lines = 0
 
   def flags(self, line: str, normalized: str, word_ids: np.ndarray) -> np.ndarray:
