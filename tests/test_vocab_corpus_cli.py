@@ -77,7 +77,7 @@ def test_sentence_splitter():
 
 
 def test_tfds_input(tmp_path, vocab_file, english_lines):
-  tfds = pytest.importorskip("tensorflow_datasets")
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   texts = [" ".join(english_lines[i:i + 6]) for i in range(0, 600, 6)]
   builder = tfds.dataset_builders.TfDataBuilder(
