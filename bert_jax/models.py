@@ -1,0 +1,324 @@
+"""The original BERT encoder and pretraining heads, in Flax Linen.
+
+Architecture as Google's `modeling.py`: word + position + token-type
+embeddings → LayerNorm(ε 1e-12) → dropout; post-LN encoder layers with separate
+Q/K/V projections and an additive −10000 mask on padded keys; GELU (tanh
+approximation, or the exact erf form for checkpoints that use it); a tanh
+pooler on the first token; an MLM head (dense + activation + LayerNorm, decoder
+tied to the word embeddings, own output bias) evaluated only at the gathered
+masked positions; an NSP head on the pooled output. Kernels and embeddings are
+initialised from a truncated normal(0.02), biases with zeros.
+
+Parameter paths mirror Google's checkpoint names one to one (`bert/encoder/
+layer_3/attention/self/query/kernel` ↔ the same TF variable; LayerNorm
+`scale`/`bias` ↔ `gamma`/`beta`; `word_embeddings/embedding` ↔
+`word_embeddings`). Every parameter and activation carries logical axis names
+(`vocab`, `embed`, `mlp`, `heads`, `batch`, `length`, …) that `sharding.py`
+maps onto mesh axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+LN_EPSILON = 1e-12
+MASK_VALUE = -10000.0  # Google's additive attention mask
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+  """Google's BertConfig fields, plus how to compute."""
+  vocab_size: int = 30522
+  hidden_size: int = 768
+  num_hidden_layers: int = 12
+  num_attention_heads: int = 12
+  intermediate_size: int = 3072
+  hidden_act: str = "gelu"  # gelu (tanh approx.), gelu_exact, relu, tanh
+  hidden_dropout_prob: float = 0.1
+  attention_probs_dropout_prob: float = 0.1
+  max_position_embeddings: int = 512
+  type_vocab_size: int = 2
+  initializer_range: float = 0.02
+  dtype: str = "float32"  # compute dtype; params, LayerNorm, softmax: fp32
+  remat: str = "none"  # none | full | dots (save matmul outputs)
+  attention: str = "xla"  # xla (with prob. dropout) | dot_product | cudnn
+
+  def __post_init__(self):
+    if self.hidden_size % self.num_attention_heads:
+      raise ValueError(
+          f"model.hidden_size={self.hidden_size} is not divisible by "
+          f"model.num_attention_heads={self.num_attention_heads}.")
+    if self.hidden_act not in _ACTIVATIONS:
+      raise ValueError(f"model.hidden_act={self.hidden_act!r}: expected one "
+                       f"of {sorted(_ACTIVATIONS)}.")
+    if self.remat not in ("none", "full", "dots"):
+      raise ValueError(f"model.remat={self.remat!r}: none, full or dots.")
+    if self.attention not in ("xla", "dot_product", "cudnn"):
+      raise ValueError(f"model.attention={self.attention!r}: xla, "
+                       "dot_product or cudnn.")
+
+  @property
+  def compute_dtype(self):
+    return jnp.dtype(self.dtype)
+
+
+_ACTIVATIONS = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=True),
+    "gelu_exact": lambda x: jax.nn.gelu(x, approximate=False),
+    "relu": jax.nn.relu,
+    "tanh": jnp.tanh,
+}
+
+
+def _init(cfg: BertConfig, axes: tuple[str | None, ...]):
+  return nn.with_logical_partitioning(
+      jax.nn.initializers.truncated_normal(cfg.initializer_range), axes)
+
+
+def _zeros(axes):
+  return nn.with_logical_partitioning(jax.nn.initializers.zeros, axes)
+
+
+def _ones(axes):
+  return nn.with_logical_partitioning(jax.nn.initializers.ones, axes)
+
+
+def _dense(cfg: BertConfig, features: int, axes: tuple[str, str],
+           name: str) -> nn.Dense:
+  return nn.Dense(features, dtype=cfg.compute_dtype, param_dtype=jnp.float32,
+                  kernel_init=_init(cfg, axes), bias_init=_zeros(axes[1:]),
+                  name=name)
+
+
+def _layer_norm(name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(epsilon=LN_EPSILON, dtype=jnp.float32,
+                      param_dtype=jnp.float32, scale_init=_ones(("embed",)),
+                      bias_init=_zeros(("embed",)), name=name)
+
+
+def _constrain(x, axes):
+  return nn.with_logical_constraint(x, axes)
+
+
+class Embeddings(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, segment_ids, deterministic: bool):
+    cfg = self.cfg
+    seq_len = input_ids.shape[1]
+    if seq_len > cfg.max_position_embeddings:
+      raise ValueError(
+          f"Sequence length {seq_len} exceeds model.max_position_embeddings="
+          f"{cfg.max_position_embeddings}.")
+    word = nn.Embed(cfg.vocab_size, cfg.hidden_size, param_dtype=jnp.float32,
+                    embedding_init=_init(cfg, ("vocab", "embed")),
+                    name="word_embeddings")
+    position = self.param("position_embeddings",
+                          _init(cfg, ("position", "embed")),
+                          (cfg.max_position_embeddings, cfg.hidden_size))
+    token_type = self.param("token_type_embeddings",
+                            _init(cfg, ("token_type", "embed")),
+                            (cfg.type_vocab_size, cfg.hidden_size))
+    x = (word(input_ids) + jnp.take(token_type, segment_ids, axis=0) +
+         position[None, :seq_len])
+    x = _layer_norm("LayerNorm")(x)
+    x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+    return _constrain(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
+
+
+class SelfAttention(nn.Module):
+  """`attention/self`: separate query/key/value projections."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask_bias, deterministic: bool):
+    cfg = self.cfg
+    heads = cfg.num_attention_heads
+    head_dim = cfg.hidden_size // heads
+    b, t, _ = x.shape
+
+    def project(name):
+      y = _dense(cfg, cfg.hidden_size, ("embed", "heads"), name)(x)
+      return _constrain(y.reshape(b, t, heads, head_dim),
+                        ("batch", "length", "heads", "kv"))
+
+    q, k, v = project("query"), project("key"), project("value")
+    drop = cfg.attention_probs_dropout_prob
+    if cfg.attention == "xla" or (drop > 0 and not deterministic):
+      scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+      scores = scores / jnp.sqrt(jnp.float32(head_dim)) + mask_bias
+      probs = jax.nn.softmax(scores, axis=-1)
+      probs = nn.Dropout(drop)(probs, deterministic=deterministic)
+      ctx = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
+    else:
+      ctx = jax.nn.dot_product_attention(
+          q, k, v, bias=mask_bias.astype(q.dtype),
+          implementation="cudnn" if cfg.attention == "cudnn" else None)
+    return ctx.reshape(b, t, cfg.hidden_size)
+
+
+class DenseResidualNorm(nn.Module):
+  """`…/output`: dense → dropout → LayerNorm(· + residual)."""
+  cfg: BertConfig
+  in_axis: str
+
+  @nn.compact
+  def __call__(self, x, residual, deterministic: bool):
+    cfg = self.cfg
+    y = _dense(cfg, cfg.hidden_size, (self.in_axis, "embed"), "dense")(x)
+    y = nn.Dropout(cfg.hidden_dropout_prob)(y, deterministic=deterministic)
+    y = _layer_norm("LayerNorm")(y + residual).astype(cfg.compute_dtype)
+    return _constrain(y, ("batch", "length", "embed"))
+
+
+class Attention(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask_bias, deterministic: bool):
+    ctx = SelfAttention(self.cfg, name="self")(x, mask_bias, deterministic)
+    return DenseResidualNorm(self.cfg, "heads", name="output")(
+        ctx, x, deterministic)
+
+
+class Intermediate(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "dense")(x)
+    return _constrain(_ACTIVATIONS[cfg.hidden_act](h), ("batch", "length", "mlp"))
+
+
+class EncoderLayer(nn.Module):
+  """`encoder/layer_N`: post-LN self-attention and feed-forward blocks."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask_bias, deterministic: bool):
+    x = Attention(self.cfg, name="attention")(x, mask_bias, deterministic)
+    h = Intermediate(self.cfg, name="intermediate")(x)
+    return DenseResidualNorm(self.cfg, "mlp", name="output")(h, x,
+                                                             deterministic)
+
+
+_REMAT_POLICIES = {
+    "full": None,
+    "dots": jax.checkpoint_policies.checkpoint_dots_with_no_batch_dims,
+}
+
+
+class Encoder(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, x, mask_bias, deterministic: bool):
+    cfg = self.cfg
+    layer_cls = EncoderLayer
+    if cfg.remat != "none":
+      layer_cls = nn.remat(EncoderLayer, static_argnums=(3,),
+                           policy=_REMAT_POLICIES[cfg.remat])
+    for i in range(cfg.num_hidden_layers):
+      x = layer_cls(cfg, name=f"layer_{i}")(x, mask_bias, deterministic)
+    return x
+
+
+class Bert(nn.Module):
+  """`bert`: returns (sequence output [B, T, H], pooled output [B, H])."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, input_mask, segment_ids,
+               deterministic: bool = True):
+    cfg = self.cfg
+    x = Embeddings(cfg, name="embeddings")(input_ids, segment_ids,
+                                           deterministic)
+    # [B, 1, 1, T]: -10000 on padded keys only (queries are not masked).
+    mask_bias = (1.0 - input_mask[:, None, None, :].astype(jnp.float32)) * (
+        MASK_VALUE)
+    x = Encoder(cfg, name="encoder")(x, mask_bias, deterministic)
+    pooled = Pooler(cfg, name="pooler")(x[:, 0])
+    return x, pooled
+
+
+class Pooler(nn.Module):
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, first):
+    cfg = self.cfg
+    y = _dense(cfg, cfg.hidden_size, ("embed", "embed_out"), "dense")(first)
+    return jnp.tanh(y.astype(jnp.float32))
+
+
+class MaskedLMHead(nn.Module):
+  """`cls/predictions`: transform, then the tied decoder plus output bias."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, hidden, word_embeddings):
+    cfg = self.cfg
+    h = _dense(cfg, cfg.hidden_size, ("embed", "embed_out"),
+               "transform_dense")(hidden)
+    h = _ACTIVATIONS[cfg.hidden_act](h)
+    h = _layer_norm("transform_LayerNorm")(h)
+    bias = self.param("output_bias", _zeros(("vocab",)), (cfg.vocab_size,))
+    logits = jnp.einsum("bph,vh->bpv", h.astype(cfg.compute_dtype),
+                        word_embeddings.astype(cfg.compute_dtype))
+    return logits.astype(jnp.float32) + bias
+
+
+class NextSentenceHead(nn.Module):
+  """`cls/seq_relationship`: output_weights is [2, H] as in Google's."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, pooled):
+    w = self.param("output_weights", _init(self.cfg, (None, "embed")),
+                   (2, self.cfg.hidden_size))
+    b = self.param("output_bias", _zeros((None,)), (2,))
+    return pooled @ w.T + b
+
+
+class BertForPreTraining(nn.Module):
+  """Encoder + MLM head on gathered positions + NSP head."""
+  cfg: BertConfig
+
+  @nn.compact
+  def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions,
+               deterministic: bool = True):
+    """Returns (MLM logits [B, P, V], NSP logits [B, 2]), both float32."""
+    bert = Bert(self.cfg, name="bert")
+    seq, pooled = bert(input_ids, input_mask, segment_ids, deterministic)
+    gathered = jnp.take_along_axis(seq, masked_lm_positions[..., None], axis=1)
+    table = bert.variables["params"]["embeddings"]["word_embeddings"][
+        "embedding"]
+    table = getattr(table, "value", table)  # unbox LogicallyPartitioned
+    mlm = MaskedLMHead(self.cfg, name="cls_predictions")(gathered, table)
+    nsp = NextSentenceHead(self.cfg, name="cls_seq_relationship")(pooled)
+    return mlm, nsp
+
+
+def google_name(flax_path: str) -> str:
+  """Flax parameter path → Google TF checkpoint variable name."""
+  name = flax_path.replace("LayerNorm/scale", "LayerNorm/gamma")
+  name = name.replace("LayerNorm/bias", "LayerNorm/beta")
+  name = name.replace("word_embeddings/embedding", "word_embeddings")
+  name = name.replace("cls_predictions/transform_", "cls/predictions/transform/")
+  name = name.replace("cls_predictions/", "cls/predictions/")
+  return name.replace("cls_seq_relationship/", "cls/seq_relationship/")
+
+
+def flat_param_names(params: Any) -> dict[str, Any]:
+  """'a/b/c' → leaf, for inspection and name-based rules."""
+  flat = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    flat["/".join(str(getattr(p, "key", p)) for p in path)] = leaf
+  return flat
