@@ -1,0 +1,127 @@
+"""Optimizers and schedules for BERT pretraining, built from optax transforms.
+
+* `lamb`: LAMB as NVIDIA / MLPerf use it for BERT — bias-corrected Adam moments
+  (ε 1e-6 outside the square root), decoupled weight decay, a per-tensor trust
+  ratio ‖w‖ / ‖update‖ (1 where either norm is 0); weight decay and the trust
+  ratio are both skipped for biases and LayerNorm parameters.
+* `adamw_google`: Google's `AdamWeightDecayOptimizer` — Adam moments **without**
+  bias correction, ε 1e-6, decoupled decay with the same exclusions.
+
+Both clip the global gradient norm to `clip_norm` first (Google's
+`clip_by_global_norm(grads, 1.0)` before the update). `google_schedule` is
+Google's learning rate: linear warm-up from 0 to `peak`, otherwise
+`peak · (1 − step / total)` — so the rate at the end of warm-up is
+`peak · (1 − warmup / total)`, as in the original.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# Google excludes a variable from weight decay when its name contains one of
+# these (its `_do_use_weight_decay` regexes).
+NO_DECAY_PATTERNS = ("LayerNorm", "layer_norm", "bias")
+
+
+def decay_mask(params: Any, patterns=NO_DECAY_PATTERNS) -> Any:
+  """True for parameters that get weight decay (and a LAMB trust ratio)."""
+  def keep(path, _):
+    name = "/".join(str(getattr(p, "key", p)) for p in path)
+    return not any(re.search(p, name) for p in patterns)
+  return jax.tree_util.tree_map_with_path(keep, params)
+
+
+def google_schedule(peak: float, warmup_steps: int,
+                    total_steps: int) -> optax.Schedule:
+  """Google's warm-up then linear (power 1 polynomial) decay to 0."""
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    decayed = peak * (1.0 - jnp.minimum(step, total_steps) / total_steps)
+    if warmup_steps <= 0:
+      return decayed
+    return jnp.where(step < warmup_steps, peak * step / warmup_steps, decayed)
+  return schedule
+
+
+class _MomentsState(NamedTuple):
+  count: jax.Array
+  mu: Any
+  nu: Any
+
+
+def scale_by_adam_moments(b1: float = 0.9, b2: float = 0.999,
+                          eps: float = 1e-6,
+                          bias_correction: bool = True
+                          ) -> optax.GradientTransformation:
+  """m / (sqrt(v) + eps), with or without Adam's bias correction."""
+  def init(params):
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+    return _MomentsState(jnp.zeros([], jnp.int32), zeros,
+                         jax.tree_util.tree_map(jnp.zeros_like, params))
+
+  def update(grads, state, params=None):
+    del params
+    mu = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g,
+                                state.mu, grads)
+    nu = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g,
+                                state.nu, grads)
+    count = state.count + 1
+    if bias_correction:
+      c1 = 1 - b1 ** count.astype(jnp.float32)
+      c2 = 1 - b2 ** count.astype(jnp.float32)
+      updates = jax.tree_util.tree_map(
+          lambda m, v: (m / c1) / (jnp.sqrt(v / c2) + eps), mu, nu)
+    else:
+      updates = jax.tree_util.tree_map(lambda m, v: m / (jnp.sqrt(v) + eps),
+                                       mu, nu)
+    return updates, _MomentsState(count, mu, nu)
+
+  return optax.GradientTransformation(init, update)
+
+
+def lamb(learning_rate: optax.ScalarOrSchedule, weight_decay: float = 0.01,
+         b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+         clip_norm: float | None = 1.0,
+         mask: Callable[[Any], Any] = decay_mask) -> optax.GradientTransformation:
+  """NVIDIA/MLPerf LAMB with BERT's exclusions (see module docstring)."""
+  return optax.chain(
+      optax.clip_by_global_norm(clip_norm) if clip_norm else optax.identity(),
+      scale_by_adam_moments(b1, b2, eps, bias_correction=True),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.masked(optax.scale_by_trust_ratio(), mask),
+      optax.scale_by_learning_rate(learning_rate))
+
+
+def adamw_google(learning_rate: optax.ScalarOrSchedule,
+                 weight_decay: float = 0.01, b1: float = 0.9,
+                 b2: float = 0.999, eps: float = 1e-6,
+                 clip_norm: float | None = 1.0,
+                 mask: Callable[[Any], Any] = decay_mask
+                 ) -> optax.GradientTransformation:
+  """Google's AdamWeightDecayOptimizer (no bias correction)."""
+  return optax.chain(
+      optax.clip_by_global_norm(clip_norm) if clip_norm else optax.identity(),
+      scale_by_adam_moments(b1, b2, eps, bias_correction=False),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.scale_by_learning_rate(learning_rate))
+
+
+def create(name: str, learning_rate: optax.ScalarOrSchedule,
+           weight_decay: float, b1: float, b2: float, eps: float,
+           clip_norm: float | None,
+           grad_accum_steps: int = 1) -> optax.GradientTransformation:
+  """The optimizer named by `config.optimizer.name`, with accumulation."""
+  makers = {"lamb": lamb, "adamw_google": adamw_google}
+  if name not in makers:
+    raise ValueError(f"optimizer.name={name!r}: expected one of "
+                     f"{sorted(makers)}.")
+  tx = makers[name](learning_rate, weight_decay=weight_decay, b1=b1, b2=b2,
+                    eps=eps, clip_norm=clip_norm)
+  if grad_accum_steps > 1:
+    tx = optax.MultiSteps(tx, every_k_schedule=grad_accum_steps)
+  return tx
