@@ -322,3 +322,23 @@ def flat_param_names(params: Any) -> dict[str, Any]:
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     flat["/".join(str(getattr(p, "key", p)) for p in path)] = leaf
   return flat
+
+
+def pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids,
+                       masked_lm_weights, next_sentence_labels) -> dict:
+  """Google's losses: MLM = Σ w·nll / (Σ w + 1e-5) over the batch, NSP = mean
+  NLL, total = their sum; plus weighted accuracies."""
+  logp = jax.nn.log_softmax(mlm_logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, masked_lm_ids[..., None], axis=-1)[..., 0]
+  w = masked_lm_weights.astype(jnp.float32)
+  mlm_loss = jnp.sum(w * nll) / (jnp.sum(w) + 1e-5)
+  labels = next_sentence_labels.reshape(-1)
+  nsp_logp = jax.nn.log_softmax(nsp_logits.astype(jnp.float32), axis=-1)
+  nsp_loss = -jnp.mean(jnp.take_along_axis(nsp_logp, labels[:, None],
+                                           axis=-1))
+  mlm_acc = jnp.sum(w * (jnp.argmax(mlm_logits, -1) == masked_lm_ids)) / (
+      jnp.sum(w) + 1e-5)
+  nsp_acc = jnp.mean(jnp.argmax(nsp_logits, -1) == labels)
+  return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
+          "nsp_loss": nsp_loss, "mlm_accuracy": mlm_acc,
+          "nsp_accuracy": nsp_acc}

@@ -1,0 +1,98 @@
+r"""BERT pretraining recipe: the original two-phase schedule, any model size.
+
+    python -m bert_jax.main --config=configs/bert.py:base --workdir=...
+    --config=configs/bert.py:L-4_H-256     # any of the 24 small BERTs
+    --config=configs/bert.py:large
+    --config.optimizer.learning_rate=2e-4  # every field can be overridden
+
+Argument: `tiny` (L-2_H-128), `mini` (L-4_H-256), `small` (L-4_H-512),
+`medium` (L-8_H-512), `base` (L-12_H-768, the default), `large`
+(L-24_H-1024, 16 heads), or `L-{2,4,6,8,10,12}_H-{128,256,512,768}` (heads
+H/64, feed-forward 4H). Phase 1 runs 90% of the steps at sequence length 128
+with 20 predictions, phase 2 the rest at 512 with 80 (Devlin et al.).
+"""
+
+import ml_collections
+
+NAMED = {"tiny": (2, 128), "mini": (4, 256), "small": (4, 512),
+         "medium": (8, 512), "base": (12, 768)}
+
+
+def model_size(arg: str) -> tuple[int, int, int]:
+  """(layers, hidden, heads) for a preset name."""
+  arg = (arg or "base").lower()
+  if arg == "large":
+    return 24, 1024, 16
+  if arg in NAMED:
+    layers, hidden = NAMED[arg]
+    return layers, hidden, hidden // 64
+  try:
+    l_part, h_part = arg.upper().split("_")
+    layers, hidden = int(l_part[2:]), int(h_part[2:])
+  except ValueError as e:
+    raise ValueError(f"configs/bert.py: unknown size {arg!r}; use one of "
+                     f"{sorted(NAMED) + ['large']} or L-<layers>_H-<hidden>."
+                     ) from e
+  if layers not in (2, 4, 6, 8, 10, 12) or hidden not in (128, 256, 512, 768):
+    raise ValueError(f"configs/bert.py: {arg!r} is not one of the 24 small "
+                     "BERTs (L in 2..12 step 2, H in 128/256/512/768).")
+  return layers, hidden, hidden // 64
+
+
+def get_config(arg: str = "base") -> ml_collections.ConfigDict:
+  layers, hidden, heads = model_size(arg)
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # initialisation and data order
+
+  config.model = ml_collections.ConfigDict()
+  config.model.vocab_size = 30522  # must cover the data's vocabulary
+  config.model.hidden_size = hidden  # H
+  config.model.num_hidden_layers = layers  # L
+  config.model.num_attention_heads = heads  # A = H / 64
+  config.model.intermediate_size = 4 * hidden  # feed-forward width
+  config.model.hidden_act = "gelu"  # tanh approximation, as Google's
+  config.model.hidden_dropout_prob = 0.1  # embeddings and block outputs
+  config.model.attention_probs_dropout_prob = 0.1  # attention probabilities
+  config.model.max_position_embeddings = 512  # phase 2 needs 512
+  config.model.type_vocab_size = 2  # segments A and B
+  config.model.initializer_range = 0.02  # truncated normal std
+  config.model.dtype = "float32"  # compute dtype (bfloat16 on TPU/GPU)
+  config.model.remat = "none"  # none | full | dots
+  config.model.attention = "xla"  # xla | dot_product | cudnn
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = "lamb"  # lamb (NVIDIA/MLPerf) | adamw_google
+  config.optimizer.learning_rate = 1e-4  # peak, per phase
+  config.optimizer.weight_decay = 0.01  # not on biases / LayerNorm
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-6
+  config.optimizer.clip_norm = 1.0  # global gradient norm, before the update
+  config.optimizer.grad_accum_steps = 1  # micro-batches per update
+
+  total_steps = 1_000_000
+  config.phase1 = ml_collections.ConfigDict()
+  config.phase1.train_files = ""  # TFRecord glob(s) at seq 128
+  config.phase1.eval_files = ""  # held-out shards (data_prep --eval_fraction)
+  config.phase1.max_seq_length = 128
+  config.phase1.max_predictions_per_seq = 20
+  config.phase1.global_batch_size = 256
+  config.phase1.num_steps = int(total_steps * 0.9)
+  config.phase1.warmup_steps = 10_000
+  config.phase1.learning_rate = config.optimizer.get_ref("learning_rate")
+
+  config.phase2 = ml_collections.ConfigDict()
+  config.phase2.train_files = ""  # TFRecord glob(s) at seq 512
+  config.phase2.eval_files = ""
+  config.phase2.max_seq_length = 512
+  config.phase2.max_predictions_per_seq = 80
+  config.phase2.global_batch_size = 256
+  config.phase2.num_steps = total_steps - config.phase1.num_steps
+  config.phase2.warmup_steps = 1_000
+  config.phase2.learning_rate = config.optimizer.get_ref("learning_rate")
+
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.data = -1  # data parallel (-1: all remaining devices)
+  config.mesh.fsdp = 1  # parameter sharding
+  config.mesh.tensor = 1  # tensor parallel (heads, mlp, vocab)
+  return config
