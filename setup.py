@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint>=0.11,<0.13",
     "sentencepiece>=0.2,<0.3",
     "tensorflow-cpu>=2.16,<2.22",
+    "tensorboard>=2.16,<3",  # event files (flax.metrics.tensorboard)
     "tensorflow-datasets>=4.9.6,<4.10",
     "tokenizers>=0.20,<0.24",
 ]

@@ -91,6 +91,23 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.phase2.warmup_steps = 1_000
   config.phase2.learning_rate = config.optimizer.get_ref("learning_rate")
 
+  config.phase1.carry_optimizer_state = False  # (phase 1 starts fresh)
+  config.phase2.carry_optimizer_state = False  # True: keep LAMB moments
+
+  config.checkpoint = ml_collections.ConfigDict()
+  config.checkpoint.save_every = 10_000  # periodic checkpoints (steps)
+  config.checkpoint.keep_last = 3  # periodic ones kept
+  # Kept forever: [until_step, every] rules; MultiBERTs: every 20k to 200k,
+  # then every 100k.
+  config.checkpoint.keep_forever = [[200_000, 20_000], [2_000_000, 100_000]]
+  config.checkpoint.async_save = True  # write in the background
+
+  config.log_every = 100  # steps between metric logs
+  config.eval_batch_size = 64  # held-out evaluation after each phase
+  config.eval_steps = 100  # batches per evaluation
+  config.shuffle_buffer = 10_000  # records
+  config.peak_tflops = 0.0  # per-device peak for MFU (0: not reported)
+
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # data parallel (-1: all remaining devices)
   config.mesh.fsdp = 1  # parameter sharding

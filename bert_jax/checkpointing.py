@@ -1,0 +1,108 @@
+"""Orbax checkpoints: periodic + keep-forever schedule, exact restore, preemption.
+
+A checkpoint holds the train state (params, optimizer state, phase-local
+step) and JSON metadata (phase index, step within the phase, records consumed
+by the input pipeline per host, and the config). It is saved asynchronously at
+every `save_every` steps, at every step of the keep-forever schedule (kept
+regardless of `keep_last`), at the end of each phase, and when the process is
+asked to stop (SIGTERM, or a JAX preemption notice). Restores go into the
+shardings of the current mesh, so a different device count or mesh shape
+works. Orbax writes to a temporary directory and renames it when complete, so
+a half-written checkpoint is never restored.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from typing import Any, Sequence
+
+from etils import epath
+import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
+
+
+def keep_forever_steps(rule: Sequence[Sequence[int]], last_step: int) -> list[int]:
+  """Steps from a rule like [[200000, 20000], [2000000, 100000]]: every 20k up
+  to 200k, then every 100k up to 2M (the MultiBERTs schedule), plus step 0."""
+  steps, start = {0}, 0
+  for until, every in rule:
+    if every <= 0:
+      raise ValueError(f"checkpoint.keep_forever: interval {every} must be > 0.")
+    steps.update(range(start, min(until, last_step) + 1, every))
+    start = until
+  return sorted(s for s in steps if s <= last_step)
+
+
+class Checkpointer:
+  """A thin wrapper over `ocp.CheckpointManager` for this trainer."""
+
+  def __init__(self, workdir: str, save_every: int, keep_last: int,
+               keep_forever: Sequence[int] = (), async_save: bool = True):
+    self.keep_forever = sorted(set(keep_forever))
+    options = ocp.CheckpointManagerOptions(
+        save_decision_policy=policies.AnySavePolicy([
+            policies.FixedIntervalPolicy(max(1, save_every)),
+            policies.SpecificStepsPolicy(self.keep_forever),
+            policies.PreemptionCheckpointingPolicy(),
+        ]),
+        preservation_policy=policies.AnyPreservationPolicy([
+            policies.LatestN(keep_last),
+            policies.CustomSteps(self.keep_forever),
+        ]),
+        enable_async_checkpointing=async_save,
+        create=True)
+    self.manager = ocp.CheckpointManager(
+        epath.Path(workdir) / "checkpoints", options=options,
+        item_names=("state", "meta"))
+    self._stop = threading.Event()
+
+  def latest_step(self) -> int | None:
+    return self.manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    return list(self.manager.all_steps())
+
+  def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
+    return self.manager.save(
+        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                      meta=ocp.args.JsonSave(meta)),
+        force=force)
+
+  def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
+    """Restores into the shardings carried by `abstract_state`."""
+    out = self.manager.restore(
+        step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state),
+            meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
+
+  def restore_arrays(self, step: int) -> tuple[Any, dict]:
+    """Restores without a target (as saved), e.g. for export or inspection."""
+    out = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
+                                      meta=ocp.args.JsonRestore()))
+    return out["state"], out["meta"]
+
+  def restore_meta(self, step: int) -> dict:
+    out = self.manager.restore(
+        step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return out["meta"]
+
+  # Preemption -------------------------------------------------------------
+  def install_signal_handler(self) -> None:
+    """SIGTERM: finish the current step, save, exit cleanly."""
+    if threading.current_thread() is threading.main_thread():
+      signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+
+  def should_stop(self, step: int) -> bool:
+    return self._stop.is_set() or self.manager.reached_preemption(step)
+
+  def request_stop(self) -> None:
+    self._stop.set()
+
+  def wait(self) -> None:
+    self.manager.wait_until_finished()
+
+  def close(self) -> None:
+    self.manager.close()

@@ -1,0 +1,319 @@
+"""`train_and_evaluate(config, workdir)`: two-phase BERT pretraining.
+
+Phases run in order (phase1: seq 128, phase2: seq 512 by default); each has
+its own data, batch size, step count and warm-up/decay schedule. Between
+phases the parameters always carry over. The optimizer state restarts by
+default (NVIDIA's two-phase LAMB recipe: fresh moments, a new warm-up);
+`phaseN.carry_optimizer_state=True` keeps moments and counters instead, with
+the phase's schedule measured from its own first step.
+
+One `train_step` is one optimizer update over the global batch; with
+`optimizer.grad_accum_steps = k` it averages the gradients of k micro-batches
+(`lax.scan`) before the update, which equals the large-batch gradient.
+Everything that decides a step (data position, dropout key = fold_in(seed,
+global step)) is a function of the step number, so a resumed run repeats an
+uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from absl import logging
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from bert_jax import checkpointing
+from bert_jax import flops
+from bert_jax import input_pipeline
+from bert_jax import models
+from bert_jax import optim
+from bert_jax import sharding
+
+
+@dataclasses.dataclass
+class Phase:
+  index: int
+  cfg: ml_collections.ConfigDict
+  start: int  # global step at which the phase begins
+
+  @property
+  def end(self) -> int:
+    return self.start + self.cfg.num_steps
+
+
+def phases(config) -> list[Phase]:
+  out, start = [], 0
+  for i, name in enumerate(("phase1", "phase2")):
+    cfg = config.get(name)
+    if cfg is None or cfg.num_steps <= 0:
+      continue
+    out.append(Phase(i, cfg, start))
+    start += cfg.num_steps
+  if not out:
+    raise ValueError("No phase has num_steps > 0.")
+  return out
+
+
+def _batch_spec(phase_cfg, config, model_cfg) -> input_pipeline.DataSpec:
+  return input_pipeline.DataSpec(
+      phase_cfg.train_files, phase_cfg.max_seq_length,
+      phase_cfg.max_predictions_per_seq, phase_cfg.global_batch_size,
+      model_cfg.vocab_size)
+
+
+def _check(config, model_cfg: models.BertConfig, mesh) -> None:
+  dp = mesh.shape["data"] * mesh.shape["fsdp"]
+  for p in phases(config):
+    b = p.cfg.global_batch_size
+    accum = config.optimizer.grad_accum_steps
+    if b % (dp * accum):
+      raise ValueError(
+          f"phase{p.index + 1}.global_batch_size={b} must be divisible by the "
+          f"data-parallel size {dp} × optimizer.grad_accum_steps={accum}.")
+    if p.cfg.max_seq_length > model_cfg.max_position_embeddings:
+      raise ValueError(
+          f"phase{p.index + 1}.max_seq_length={p.cfg.max_seq_length} exceeds "
+          f"model.max_position_embeddings={model_cfg.max_position_embeddings}.")
+
+
+def make_optimizer(config, phase: Phase, offset: int) -> optax.GradientTransformation:
+  schedule = optim.google_schedule(phase.cfg.learning_rate,
+                                   phase.cfg.warmup_steps, phase.cfg.num_steps)
+  lr = (lambda count: schedule(count - offset)) if offset else schedule
+  o = config.optimizer
+  return optim.create(o.name, lr, o.weight_decay, o.b1, o.b2, o.eps,
+                      o.clip_norm)
+
+
+def make_train_step(model, tx, accum: int, seed: int):
+  """(state, batch) → (state, metrics); one optimizer update."""
+  def loss_fn(params, micro, rng):
+    mlm, nsp = model.apply({"params": params}, micro["input_ids"],
+                           micro["input_mask"], micro["segment_ids"],
+                           micro["masked_lm_positions"], deterministic=False,
+                           rngs={"dropout": rng})
+    m = models.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
+                                  micro["masked_lm_weights"],
+                                  micro["next_sentence_labels"])
+    return m["loss"], m
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(jax.random.PRNGKey(seed), state["global_step"])
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    if accum == 1:
+      (_, metrics), grads = grad_fn(state["params"], batch, rng)
+    else:
+      micro = jax.tree_util.tree_map(
+          lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]),
+          batch)
+
+      def body(carry, xs):
+        mb, k = xs
+        (_, m), g = grad_fn(state["params"], mb, jax.random.fold_in(rng, k))
+        return jax.tree_util.tree_map(jnp.add, carry, (g, m)), None
+
+      zeros = jax.tree_util.tree_map(
+          jnp.zeros_like, (state["params"], jax.eval_shape(
+              lambda: grad_fn(state["params"], jax.tree_util.tree_map(
+                  lambda x: x[0], micro), rng)[0][1])))
+      (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
+      grads = jax.tree_util.tree_map(lambda g: g / accum, grads)
+      metrics = jax.tree_util.tree_map(lambda m: m / accum, metrics)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    new = {"params": params, "opt_state": opt_state,
+           "global_step": state["global_step"] + 1}
+    return new, metrics
+
+  return train_step
+
+
+def make_eval_step(model):
+  def eval_step(params, batch):
+    mlm, nsp = model.apply({"params": params}, batch["input_ids"],
+                           batch["input_mask"], batch["segment_ids"],
+                           batch["masked_lm_positions"])
+    return models.pretraining_losses(mlm, nsp, batch["masked_lm_ids"],
+                                     batch["masked_lm_weights"],
+                                     batch["next_sentence_labels"])
+  return eval_step
+
+
+def _init_params(model, phase_cfg, mesh, seed):
+  b, s, p = 1, phase_cfg.max_seq_length, phase_cfg.max_predictions_per_seq
+  ones = jnp.ones((b, s), jnp.int32)
+  pos = jnp.zeros((b, p), jnp.int32)
+  init = lambda rng: model.init(rng, ones, ones, ones, pos)["params"]
+  return sharding.init_sharded(init, mesh, jax.random.PRNGKey(seed))
+
+
+def _state_shardings(state):
+  return jax.tree_util.tree_map(lambda x: x.sharding, state)
+
+
+def _abstract(state):
+  return jax.tree_util.tree_map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+      state)
+
+
+def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
+  spec = input_pipeline.DataSpec(files, phase_cfg.max_seq_length,
+                                 phase_cfg.max_predictions_per_seq,
+                                 config.eval_batch_size)
+  ds = input_pipeline.host_dataset(spec, seed=0, training=False)
+  totals, n = {}, 0
+  for batch in input_pipeline.global_batches(
+      ds.take(config.eval_steps), sharding.batch_sharding(mesh)):
+    m = eval_step(params, batch)
+    for k, v in m.items():
+      totals[k] = totals.get(k, 0.0) + float(v)
+    n += 1
+  return {f"eval_{k}": v / max(n, 1) for k, v in totals.items()}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Runs (or resumes) all phases; returns the final metrics."""
+  mesh = sharding.create_mesh(config.mesh.data, config.mesh.fsdp,
+                              config.mesh.tensor)
+  model_cfg = models.BertConfig(**config.model.to_dict())
+  _check(config, model_cfg, mesh)
+  model = models.BertForPreTraining(model_cfg)
+  ck = config.checkpoint
+  all_phases = phases(config)
+  ckpt = checkpointing.Checkpointer(
+      workdir, ck.save_every, ck.keep_last,
+      checkpointing.keep_forever_steps(ck.keep_forever, all_phases[-1].end),
+      ck.async_save)
+  ckpt.install_signal_handler()
+  writer = _writer(workdir)
+  latest = ckpt.latest_step()
+  meta = ckpt.restore_meta(latest) if latest is not None else None
+  params, state, result = None, None, {}
+  for phase in all_phases:
+    if meta and meta["phase"] > phase.index:
+      continue
+    resume_here = bool(meta) and meta["phase"] == phase.index
+    carry = phase.index > 0 and phase.cfg.get("carry_optimizer_state", False)
+    tx = make_optimizer(config, phase, phase.start if carry else 0)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+      if params is None:  # fresh start, or the shapes to restore into
+        params, _ = _init_params(model, phase.cfg, mesh, config.seed)
+      if state is None or not carry:
+        opt_state = jax.jit(tx.init)(params)
+      else:
+        opt_state = state["opt_state"]
+      state = {"params": params, "opt_state": opt_state,
+               "global_step": jnp.asarray(phase.start, jnp.int32)}
+      if resume_here:
+        state, meta = ckpt.restore(latest, _abstract(state))
+        logging.info("Resumed from step %d (phase %d).", latest,
+                     phase.index + 1)
+      result = _run_phase(config, model, tx, phase, state, mesh, ckpt, writer)
+      if result.get("stopped"):
+        break
+      state = result.pop("state")
+      params = state["params"]
+    meta = None
+  ckpt.wait()
+  ckpt.close()
+  writer.flush()
+  return result
+
+
+def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
+  pc = phase.cfg
+  spec = _batch_spec(pc, config, model.cfg)
+  accum = config.optimizer.grad_accum_steps
+  first = int(state["global_step"]) - phase.start
+  host_batch = pc.global_batch_size // jax.process_count()
+  ds = input_pipeline.host_dataset(spec, seed=config.seed * 1000 + phase.index,
+                                   start_records=first * host_batch,
+                                   shuffle_buffer=config.shuffle_buffer)
+  data_sh = sharding.batch_sharding(mesh)
+  state_sh = _state_shardings(state)
+  step_fn = jax.jit(make_train_step(model, tx, accum, config.seed),
+                    in_shardings=(state_sh, data_sh),
+                    out_shardings=(state_sh, None), donate_argnums=0)
+  batches = input_pipeline.global_batches(ds, data_sh)
+  fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
+                                         pc.max_predictions_per_seq)
+  metrics_hist, t0, last_log = [], time.perf_counter(), first
+  for local in range(first, pc.num_steps):
+    batch = next(batches)
+    if local == first:  # compile once, ahead of time, and report memory
+      step_fn = step_fn.lower(state, batch).compile()
+      mem = step_fn.memory_analysis()
+      if mem is not None:
+        logging.info("Compiled step: %.1f MB temp, %.1f MB arguments.",
+                     getattr(mem, "temp_size_in_bytes", 0) / 2**20,
+                     getattr(mem, "argument_size_in_bytes", 0) / 2**20)
+    state, m = step_fn(state, batch)
+    step = phase.start + local + 1
+    if step % config.log_every == 0 or local + 1 == pc.num_steps:
+      m = jax.tree_util.tree_map(float, m)
+      dt = time.perf_counter() - t0
+      seqs = (local + 1 - last_log) * pc.global_batch_size
+      m.update(learning_rate=float(tx_lr(config, phase, local)),
+               seq_per_s=seqs / dt, tokens_per_s=seqs * pc.max_seq_length / dt,
+               tflops_per_s=seqs * fl / dt / 1e12)
+      if config.peak_tflops:
+        m["mfu"] = m["tflops_per_s"] / config.peak_tflops
+      writer.write_scalars(step, m)
+      logging.info("step %d/%d (phase %d): %s", step, phase.end,
+                   phase.index + 1,
+                   ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())))
+      metrics_hist.append({"step": step, **m})
+      t0, last_log = time.perf_counter(), local + 1
+    meta = {"phase": phase.index, "phase_step": local + 1,
+            "records_per_host": (local + 1) * (pc.global_batch_size //
+                                               jax.process_count()),
+            "config": config.to_json()}
+    stop = ckpt.should_stop(step)
+    ckpt.save(step, state, meta, force=stop or local + 1 == pc.num_steps)
+    if stop:
+      logging.warning("Stop requested: saved step %d; exiting.", step)
+      ckpt.wait()
+      return {"stopped": True, "step": step}
+  result = {"state": state, "train": metrics_hist}
+  if pc.get("eval_files"):
+    ev = evaluate(jax.jit(make_eval_step(model)), state["params"],
+                  pc.eval_files, pc, config, mesh)
+    writer.write_scalars(phase.end, ev)
+    logging.info("eval after phase %d: %s", phase.index + 1, ev)
+    result["eval"] = ev
+  return result
+
+
+def tx_lr(config, phase, local_step):
+  return optim.google_schedule(phase.cfg.learning_rate, phase.cfg.warmup_steps,
+                               phase.cfg.num_steps)(local_step)
+
+
+class _Writer:
+  """TensorBoard event files (process 0) via flax's writer."""
+
+  def __init__(self, workdir):
+    self._w = None
+    if jax.process_index() == 0:
+      from flax.metrics import tensorboard  # pylint: disable=g-import-not-at-top
+      self._w = tensorboard.SummaryWriter(workdir)
+
+  def write_scalars(self, step, scalars):
+    if self._w is not None:
+      for k, v in scalars.items():
+        self._w.scalar(k, v, step)
+
+  def flush(self):
+    if self._w is not None:
+      self._w.flush()
+
+
+def _writer(workdir):
+  return _Writer(workdir)
+

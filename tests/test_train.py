@@ -1,0 +1,132 @@
+"""Two-phase training end to end on 8 CPU devices: resume, meshes, errors."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bert_jax import checkpointing
+from bert_jax import flops
+from bert_jax import models
+from bert_jax import train
+from configs import bert as bert_config
+from data_prep import job
+from data_prep import pipeline
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, vocab_file, english_corpus):
+  out = {}
+  for name, seq, preds in (("p1", 32, 5), ("p2", 64, 10)):
+    d = str(tmp_path_factory.mktemp(name))
+    cfg = pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=seq,
+                              max_predictions_per_seq=preds, dupe_factor=1,
+                              eval_fraction=0.1)
+    job.generate(cfg, [english_corpus],
+                 job.Outputs(output_dir=d, num_shards=2))
+    out[name] = d
+  return out
+
+
+def _config(data, **over):
+  c = bert_config.get_config("tiny")
+  c.model.hidden_size = 32
+  c.model.num_attention_heads = 2
+  c.model.intermediate_size = 64
+  c.model.max_position_embeddings = 64
+  for i, (name, steps, seq, preds) in enumerate(
+      (("p1", 6, 32, 5), ("p2", 4, 64, 10)), start=1):
+    p = c[f"phase{i}"]
+    p.train_files = os.path.join(data[name], "train-*")
+    p.eval_files = os.path.join(data[name], "eval-*")
+    p.max_seq_length, p.max_predictions_per_seq = seq, preds
+    p.global_batch_size = 16
+    p.num_steps, p.warmup_steps = steps, 2
+  c.optimizer.learning_rate = 1e-3
+  c.checkpoint.save_every = 2
+  c.checkpoint.keep_forever = [[4, 4]]
+  c.checkpoint.async_save = False
+  c.log_every = 1
+  c.eval_batch_size, c.eval_steps = 8, 2
+  c.shuffle_buffer = 100
+  for k, v in over.items():
+    node = c
+    *path, leaf = k.split(".")
+    for part in path:
+      node = node[part]
+    node[leaf] = v
+  return c
+
+
+def _final_params(workdir, config):
+  ckpt = checkpointing.Checkpointer(workdir, 1, 10)
+  step = ckpt.latest_step()
+  state, meta = ckpt.restore_arrays(step)
+  ckpt.close()
+  return step, meta, state["params"]
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, data):
+  workdir = str(tmp_path_factory.mktemp("full"))
+  return workdir, train.train_and_evaluate(_config(data), workdir)
+
+
+def test_two_phases_end_to_end(full_run, data):
+  workdir, result = full_run
+  assert [m["step"] for m in result["train"]] == [7, 8, 9, 10]
+  assert result["eval"]["eval_mlm_loss"] > 0
+  assert 0 <= result["eval"]["eval_mlm_accuracy"] <= 1
+  step, meta, _ = _final_params(workdir, _config(data))
+  assert (step, meta["phase"], meta["phase_step"]) == (10, 1, 4)
+  ckpt = checkpointing.Checkpointer(workdir, 2, 2, [0, 4])
+  assert 4 in ckpt.all_steps()  # kept forever
+  ckpt.close()
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+
+
+def test_interrupted_run_resumes_bitwise(tmp_path, data, full_run,
+                                         monkeypatch):
+  """Stopped (SIGTERM path) after step 5 of phase 1, restarted: the same
+  parameters, bit for bit, as the uninterrupted run."""
+  config = _config(data)
+  cut = str(tmp_path / "cut")
+  real = checkpointing.Checkpointer.should_stop
+  monkeypatch.setattr(checkpointing.Checkpointer, "should_stop",
+                      lambda self, step: step == 5 or real(self, step))
+  assert train.train_and_evaluate(config, cut)["stopped"]
+  monkeypatch.setattr(checkpointing.Checkpointer, "should_stop", real)
+  ckpt = checkpointing.Checkpointer(cut, 1, 10)
+  assert ckpt.latest_step() == 5
+  ckpt.close()
+  resumed = train.train_and_evaluate(config, cut)
+  assert [m["step"] for m in resumed["train"]] == [7, 8, 9, 10]
+  _, _, want = _final_params(full_run[0], config)
+  _, _, got = _final_params(cut, config)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_bad_configs(tmp_path, data):
+  with pytest.raises(ValueError, match="divisible by the data-parallel size 8"):
+    train.train_and_evaluate(_config(data, **{"phase1.global_batch_size": 12}),
+                             str(tmp_path / "a"))
+  with pytest.raises(ValueError, match="exceeds model.max_position_embeddings"):
+    train.train_and_evaluate(_config(data, **{"model.max_position_embeddings": 32}),
+                             str(tmp_path / "b"))
+  with pytest.raises(ValueError, match="max_seq_length is 32 in the data"):
+    train.train_and_evaluate(_config(data, **{"phase1.max_seq_length": 48}),
+                             str(tmp_path / "c"))
+
+
+def test_keep_forever_rule_and_flops():
+  assert checkpointing.keep_forever_steps(
+      [[200_000, 20_000], [2_000_000, 100_000]], 2_000_000) == (
+          list(range(0, 200_001, 20_000)) + list(range(300_000, 2_000_001,
+                                                       100_000)))
+  cfg = models.BertConfig()  # BERT-Base
+  f = flops.forward_flops_per_sequence(cfg, 128, 20)
+  per_layer = 2 * 128 * 768 * 3072 + 2 * 2 * 128 * 128 * 768 + 2 * 2 * 128 * 768 * 3072
+  assert f == 12 * per_layer + 2 * 768 * 768 + 2 * 20 * 768 * (768 + 30522) + 4 * 768
+  assert flops.training_flops_per_sequence(cfg, 128, 20) == 3 * f
