@@ -46,7 +46,8 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["bert_jax*", "data_prep*"]),
+    packages=setuptools.find_packages(include=["bert_jax*", "data_prep*",
+                                               "configs*"]),
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
     entry_points={

@@ -3,7 +3,7 @@ r"""BERT pretraining recipe: the original two-phase schedule, any model size.
     python -m bert_jax.main --config=configs/bert.py:base --workdir=...
     --config=configs/bert.py:L-4_H-256     # any of the 24 small BERTs
     --config=configs/bert.py:large
-    --config.optimizer.learning_rate=2e-4  # every field can be overridden
+    --config.phase1.learning_rate=2e-4  # every field can be overridden
 
 Argument: `tiny` (L-2_H-128), `mini` (L-4_H-256), `small` (L-4_H-512),
 `medium` (L-8_H-512), `base` (L-12_H-768, the default), `large`
@@ -62,7 +62,6 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "lamb"  # lamb (NVIDIA/MLPerf) | adamw_google
-  config.optimizer.learning_rate = 1e-4  # peak, per phase
   config.optimizer.weight_decay = 0.01  # not on biases / LayerNorm
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
@@ -79,7 +78,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.phase1.global_batch_size = 256
   config.phase1.num_steps = int(total_steps * 0.9)
   config.phase1.warmup_steps = 10_000
-  config.phase1.learning_rate = config.optimizer.get_ref("learning_rate")
+  config.phase1.learning_rate = 1e-4  # peak (reached after warm-up)
 
   config.phase2 = ml_collections.ConfigDict()
   config.phase2.train_files = ""  # TFRecord glob(s) at seq 512
@@ -89,7 +88,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.phase2.global_batch_size = 256
   config.phase2.num_steps = total_steps - config.phase1.num_steps
   config.phase2.warmup_steps = 1_000
-  config.phase2.learning_rate = config.optimizer.get_ref("learning_rate")
+  config.phase2.learning_rate = 1e-4
 
   config.phase1.carry_optimizer_state = False  # (phase 1 starts fresh)
   config.phase2.carry_optimizer_state = False  # True: keep LAMB moments

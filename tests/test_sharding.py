@@ -109,8 +109,8 @@ def test_config_presets(arg, shape):
   assert c.model.intermediate_size == 4 * shape[1]
   assert c.phase1.num_steps + c.phase2.num_steps == 1_000_000
   assert (c.phase1.max_seq_length, c.phase2.max_seq_length) == (128, 512)
-  c.optimizer.learning_rate = 3e-4  # phases follow the shared peak
-  assert c.phase1.learning_rate == 3e-4 == c.phase2.learning_rate
+  c.phase2.learning_rate = 3e-5  # phases have independent peaks
+  assert c.phase1.learning_rate == 1e-4
   models.BertConfig(**c.model.to_dict())
 
 

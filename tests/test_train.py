@@ -43,7 +43,7 @@ def _config(data, **over):
     p.max_seq_length, p.max_predictions_per_seq = seq, preds
     p.global_batch_size = 16
     p.num_steps, p.warmup_steps = steps, 2
-  c.optimizer.learning_rate = 1e-3
+  c.phase1.learning_rate = c.phase2.learning_rate = 1e-3
   c.checkpoint.save_every = 2
   c.checkpoint.keep_forever = [[4, 4]]
   c.checkpoint.async_save = False

@@ -1,0 +1,102 @@
+r"""Training-step throughput, model TFLOP/s and MFU.
+
+    python bench/train_bench.py --size=tiny,mini,base --seq=128 --batch=32
+    python bench/train_bench.py --size=base --seq=512 --preds=80 --batch=8
+
+Times the jitted train step (LAMB, dropout on, gathered MLM head) on synthetic
+batches of the given shape, after compilation and warm-up; the MFU
+denominator is the f32 matmul peak measured in the same run (a large
+`jnp.dot`, best of several), so figures compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bert_jax import flops  # pylint: disable=g-import-not-at-top
+from bert_jax import models  # pylint: disable=g-import-not-at-top
+from bert_jax import optim  # pylint: disable=g-import-not-at-top
+from bert_jax import train  # pylint: disable=g-import-not-at-top
+from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+  """Measured f32 matmul TFLOP/s on the default device."""
+  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  f(a).block_until_ready()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    f(a).block_until_ready()
+    best = min(best, time.perf_counter() - t)
+  return 2 * n**3 / best / 1e12
+
+
+def bench(size: str, seq: int, preds: int, batch: int, steps: int,
+          dtype: str) -> dict:
+  c = bert_config.get_config(size)
+  c.model.dtype = dtype
+  cfg = models.BertConfig(**c.model.to_dict())
+  model = models.BertForPreTraining(cfg)
+  rng = np.random.default_rng(0)
+  b = {"input_ids": rng.integers(5, cfg.vocab_size, (batch, seq)),
+       "input_mask": np.ones((batch, seq)),
+       "segment_ids": (np.arange(seq)[None] >= seq // 2).repeat(batch, 0),
+       "masked_lm_positions": np.sort(rng.integers(1, seq, (batch, preds)), 1),
+       "masked_lm_ids": rng.integers(5, cfg.vocab_size, (batch, preds)),
+       "masked_lm_weights": np.ones((batch, preds)),
+       "next_sentence_labels": rng.integers(0, 2, (batch, 1))}
+  b = {k: jnp.asarray(v, jnp.float32 if k == "masked_lm_weights" else jnp.int32)
+       for k, v in b.items()}
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  params = nn.unbox(model.init(jax.random.PRNGKey(0), b["input_ids"],
+                               b["input_mask"], b["segment_ids"],
+                               b["masked_lm_positions"])["params"])
+  tx = optim.lamb(optim.google_schedule(1e-4, 10, 1000))
+  state = {"params": params, "opt_state": tx.init(params),
+           "global_step": jnp.asarray(0, jnp.int32)}
+  step = jax.jit(train.make_train_step(model, tx, 1, 0), donate_argnums=0)
+  for _ in range(2):  # compile + warm up
+    state, m = step(state, b)
+  jax.block_until_ready(m)
+  t = time.perf_counter()
+  for _ in range(steps):
+    state, m = step(state, b)
+  jax.block_until_ready(m)
+  dt = (time.perf_counter() - t) / steps
+  fl = flops.training_flops_per_sequence(cfg, seq, preds) * batch
+  return {"size": size, "seq": seq, "batch": batch, "step_s": dt,
+          "seq_per_s": batch / dt, "tflops": fl / dt / 1e12}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--size", default="tiny,mini,base")
+  p.add_argument("--seq", type=int, default=128)
+  p.add_argument("--preds", type=int, default=20)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--steps", type=int, default=5)
+  p.add_argument("--dtype", default="float32")
+  a = p.parse_args()
+  peak = matmul_peak()
+  print(f"{jax.devices()[0].platform} x{jax.device_count()}: measured f32 "
+        f"matmul peak {peak:.3f} TFLOP/s")
+  for size in a.size.split(","):
+    r = bench(size, a.seq, a.preds, a.batch, a.steps, a.dtype)
+    print(f"{size:>6} seq {r['seq']} batch {r['batch']}: {r['step_s']*1e3:8.1f}"
+          f" ms/step, {r['seq_per_s']:8.1f} seq/s, {r['tflops']:.3f} TFLOP/s, "
+          f"MFU {r['tflops'] / peak:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+  main()
