@@ -113,15 +113,11 @@ def adamw_google(learning_rate: optax.ScalarOrSchedule,
 
 def create(name: str, learning_rate: optax.ScalarOrSchedule,
            weight_decay: float, b1: float, b2: float, eps: float,
-           clip_norm: float | None,
-           grad_accum_steps: int = 1) -> optax.GradientTransformation:
-  """The optimizer named by `config.optimizer.name`, with accumulation."""
+           clip_norm: float | None) -> optax.GradientTransformation:
+  """The optimizer named by `config.optimizer.name`."""
   makers = {"lamb": lamb, "adamw_google": adamw_google}
   if name not in makers:
     raise ValueError(f"optimizer.name={name!r}: expected one of "
                      f"{sorted(makers)}.")
-  tx = makers[name](learning_rate, weight_decay=weight_decay, b1=b1, b2=b2,
-                    eps=eps, clip_norm=clip_norm)
-  if grad_accum_steps > 1:
-    tx = optax.MultiSteps(tx, every_k_schedule=grad_accum_steps)
-  return tx
+  return makers[name](learning_rate, weight_decay=weight_decay, b1=b1, b2=b2,
+                      eps=eps, clip_norm=clip_norm)

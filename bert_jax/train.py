@@ -261,7 +261,9 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
       seqs = (local + 1 - last_log) * pc.global_batch_size
       m.update(learning_rate=float(tx_lr(config, phase, local)),
                seq_per_s=seqs / dt, tokens_per_s=seqs * pc.max_seq_length / dt,
-               tflops_per_s=seqs * fl / dt / 1e12)
+               tflops_per_s=seqs * fl / dt / 1e12,
+               eta_min=(pc.num_steps - local - 1) * dt /
+               max(1, local + 1 - last_log) / 60)
       if config.peak_tflops:
         m["mfu"] = m["tflops_per_s"] / config.peak_tflops
       writer.write_scalars(step, m)

@@ -130,3 +130,70 @@ def test_keep_forever_rule_and_flops():
   per_layer = 2 * 128 * 768 * 3072 + 2 * 2 * 128 * 128 * 768 + 2 * 2 * 128 * 768 * 3072
   assert f == 12 * per_layer + 2 * 768 * 768 + 2 * 20 * 768 * (768 + 30522) + 4 * 768
   assert flops.training_flops_per_sequence(cfg, 128, 20) == 3 * f
+
+
+def test_gradient_accumulation_equals_the_large_batch():
+  """One update from 4 micro-batches of 4 == one update from the batch of 16."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from bert_jax import optim  # pylint: disable=g-import-not-at-top
+  cfg = models.BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, intermediate_size=64,
+                          max_position_embeddings=16, hidden_dropout_prob=0.0,
+                          attention_probs_dropout_prob=0.0)
+  model = models.BertForPreTraining(cfg)
+  rng = np.random.default_rng(0)
+  batch = {"input_ids": rng.integers(5, 97, (16, 16)),
+           "input_mask": np.ones((16, 16)),
+           "segment_ids": np.zeros((16, 16)),
+           "masked_lm_positions": rng.integers(1, 16, (16, 3)),
+           "masked_lm_ids": rng.integers(5, 97, (16, 3)),
+           "masked_lm_weights": np.ones((16, 3)),
+           "next_sentence_labels": rng.integers(0, 2, (16, 1))}
+  batch = {k: jnp.asarray(v, jnp.float32 if k == "masked_lm_weights"
+                          else jnp.int32) for k, v in batch.items()}
+  params = nn.unbox(model.init(jax.random.PRNGKey(0), batch["input_ids"],
+                               batch["input_mask"], batch["segment_ids"],
+                               batch["masked_lm_positions"])["params"])
+  tx = optim.lamb(1e-3)
+  outs = []
+  for accum in (1, 4):
+    state = {"params": params, "opt_state": tx.init(params),
+             "global_step": jnp.asarray(0, jnp.int32)}
+    new, metrics = jax.jit(train.make_train_step(model, tx, accum, 0))(
+        state, batch)
+    outs.append((new["params"], metrics))
+  # Equal-size micro-batches with equal mask counts: the mean of the
+  # micro-batch gradients is the large-batch gradient.
+  for a, b in zip(jax.tree_util.tree_leaves(outs[0][0]),
+                  jax.tree_util.tree_leaves(outs[1][0])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(outs[0][1]["loss"], outs[1][1]["loss"], rtol=1e-5)
+
+
+def test_restore_on_another_mesh(full_run, data):
+  """A checkpoint written on an 8-way data-parallel mesh restores into a
+  2×2×2 (data, fsdp, tensor) mesh with the same values."""
+  from bert_jax import sharding  # pylint: disable=g-import-not-at-top
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  workdir, _ = full_run
+  config = _config(data)
+  _, _, want = _final_params(workdir, config)
+  mesh = sharding.create_mesh(2, 2, 2)
+  model = models.BertForPreTraining(models.BertConfig(**config.model.to_dict()))
+  phase = train.phases(config)[-1]
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    params, _ = train._init_params(model, phase.cfg, mesh, 0)  # pylint: disable=protected-access
+    tx = train.make_optimizer(config, phase, 0)
+    state = {"params": params, "opt_state": jax.jit(tx.init)(params),
+             "global_step": jax.numpy.asarray(0, jax.numpy.int32)}
+    ckpt = checkpointing.Checkpointer(workdir, 1, 10)
+    got, meta = ckpt.restore(10, train._abstract(state))  # pylint: disable=protected-access
+    ckpt.close()
+  assert meta["phase"] == 1
+  q = models.flat_param_names(got["params"])[
+      "bert/encoder/layer_0/attention/self/query/kernel"]
+  assert q.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+  for a, b in zip(jax.tree_util.tree_leaves(got["params"]),
+                  jax.tree_util.tree_leaves(want)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
