@@ -8,6 +8,7 @@ import pytest
 
 from bert_jax import models
 from bert_jax import sharding
+from bert_jax import train
 from configs import bert as bert_config
 
 CFG = models.BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2,
@@ -32,14 +33,8 @@ def _batch(seed=0, batch=8, seq=32, preds=5):
 
 
 def _loss_fn(model):
-  def loss(params, batch):
-    mlm, nsp = model.apply({"params": params}, batch["input_ids"],
-                           batch["input_mask"], batch["segment_ids"],
-                           batch["masked_lm_positions"])
-    return models.pretraining_losses(mlm, nsp, batch["masked_lm_ids"],
-                                     batch["masked_lm_weights"],
-                                     batch["next_sentence_labels"])["loss"]
-  return loss
+  eval_step = train.make_eval_step(model)  # Google's losses, deterministic
+  return lambda params, batch: eval_step(params, batch)["loss"]
 
 
 def _init_fn(model):
