@@ -86,22 +86,24 @@ def test_two_phases_end_to_end(full_run, data):
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
 
 
+@pytest.mark.parametrize("stop_at", [5, 8])
 def test_interrupted_run_resumes_bitwise(tmp_path, data, full_run,
-                                         monkeypatch):
-  """Stopped (SIGTERM path) after step 5 of phase 1, restarted: the same
-  parameters, bit for bit, as the uninterrupted run."""
+                                         monkeypatch, stop_at):
+  """Stopped (SIGTERM path) in phase 1 (step 5) or phase 2 (step 8),
+  restarted: the same parameters, bit for bit, as the uninterrupted run."""
   config = _config(data)
   cut = str(tmp_path / "cut")
   real = checkpointing.Checkpointer.should_stop
   monkeypatch.setattr(checkpointing.Checkpointer, "should_stop",
-                      lambda self, step: step == 5 or real(self, step))
+                      lambda self, step: step == stop_at or real(self, step))
   assert train.train_and_evaluate(config, cut)["stopped"]
   monkeypatch.setattr(checkpointing.Checkpointer, "should_stop", real)
   ckpt = checkpointing.Checkpointer(cut, 1, 10)
-  assert ckpt.latest_step() == 5
+  assert ckpt.latest_step() == stop_at
   ckpt.close()
   resumed = train.train_and_evaluate(config, cut)
-  assert [m["step"] for m in resumed["train"]] == [7, 8, 9, 10]
+  assert [m["step"] for m in resumed["train"]] == [
+      s for s in (7, 8, 9, 10) if s > stop_at]
   _, _, want = _final_params(full_run[0], config)
   _, _, got = _final_params(cut, config)
   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
