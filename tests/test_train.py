@@ -199,3 +199,20 @@ def test_restore_on_another_mesh(full_run, data):
   for a, b in zip(jax.tree_util.tree_leaves(got["params"]),
                   jax.tree_util.tree_leaves(want)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def _opt_counts(workdir, config):
+  ckpt = checkpointing.Checkpointer(workdir, 1, 10)
+  state, _ = ckpt.restore_arrays(ckpt.latest_step())
+  ckpt.close()
+  return {int(v) for path, v in jax.tree_util.tree_flatten_with_path(
+      state["opt_state"])[0] if "count" in jax.tree_util.keystr(path)}
+
+
+def test_phase2_optimizer_restarts_or_carries(tmp_path, data, full_run):
+  """Default: phase 2 starts a fresh optimizer (its counters end at 4 =
+  phase 2's steps); with carry_optimizer_state they continue to 10."""
+  assert _opt_counts(full_run[0], _config(data)) == {4}
+  config = _config(data, **{"phase2.carry_optimizer_state": True})
+  train.train_and_evaluate(config, str(tmp_path))
+  assert _opt_counts(str(tmp_path), config) == {10}
