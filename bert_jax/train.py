@@ -243,7 +243,8 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
   batches = input_pipeline.global_batches(ds, data_sh)
   fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
                                          pc.max_predictions_per_seq)
-  metrics_hist, t0, last_log = [], time.perf_counter(), first
+  eval_step = jax.jit(make_eval_step(model))
+  metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
   for local in range(first, pc.num_steps):
     batch = next(batches)
     if local == first:  # compile once, ahead of time, and report memory
@@ -272,6 +273,13 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
                    ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())))
       metrics_hist.append({"step": step, **m})
       t0, last_log = time.perf_counter(), local + 1
+    if (pc.get("eval_files") and config.eval_every and
+        step % config.eval_every == 0 and local + 1 < pc.num_steps):
+      ev = evaluate(eval_step, state["params"], pc.eval_files, pc, config,
+                    mesh)
+      writer.write_scalars(step, ev)
+      logging.info("eval at step %d: %s", step, ev)
+      evals.append({"step": step, **ev})
     meta = {"phase": phase.index, "phase_step": local + 1,
             "records_per_host": (local + 1) * (pc.global_batch_size //
                                                jax.process_count()),
@@ -282,10 +290,9 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
       logging.warning("Stop requested: saved step %d; exiting.", step)
       ckpt.wait()
       return {"stopped": True, "step": step}
-  result = {"state": state, "train": metrics_hist}
+  result = {"state": state, "train": metrics_hist, "evals": evals}
   if pc.get("eval_files"):
-    ev = evaluate(jax.jit(make_eval_step(model)), state["params"],
-                  pc.eval_files, pc, config, mesh)
+    ev = evaluate(eval_step, state["params"], pc.eval_files, pc, config, mesh)
     writer.write_scalars(phase.end, ev)
     logging.info("eval after phase %d: %s", phase.index + 1, ev)
     result["eval"] = ev

@@ -104,6 +104,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.log_every = 100  # steps between metric logs
   config.eval_batch_size = 64  # held-out evaluation after each phase
   config.eval_steps = 100  # batches per evaluation
+  config.eval_every = 0  # also evaluate every N steps (0: at phase ends only)
   config.shuffle_buffer = 10_000  # records
   config.peak_tflops = 0.0  # per-device peak for MFU (0: not reported)
 

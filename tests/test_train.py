@@ -49,6 +49,7 @@ def _config(data, **over):
   c.checkpoint.async_save = False
   c.log_every = 1
   c.eval_batch_size, c.eval_steps = 8, 2
+  c.eval_every = 4  # one mid-phase evaluation per phase
   c.shuffle_buffer = 100
   for k, v in over.items():
     node = c
@@ -77,6 +78,7 @@ def test_two_phases_end_to_end(full_run, data):
   workdir, result = full_run
   assert [m["step"] for m in result["train"]] == [7, 8, 9, 10]
   assert result["eval"]["eval_mlm_loss"] > 0
+  assert [e["step"] for e in result["evals"]] == [8]  # eval_every=4 in phase 2
   assert 0 <= result["eval"]["eval_mlm_accuracy"] <= 1
   step, meta, _ = _final_params(workdir, _config(data))
   assert (step, meta["phase"], meta["phase_step"]) == (10, 1, 4)
