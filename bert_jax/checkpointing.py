@@ -37,8 +37,9 @@ def keep_forever_steps(rule: Sequence[Sequence[int]], last_step: int) -> list[in
 class Checkpointer:
   """A thin wrapper over `ocp.CheckpointManager` for this trainer."""
 
-  def __init__(self, workdir: str, save_every: int, keep_last: int,
-               keep_forever: Sequence[int] = (), async_save: bool = True):
+  def __init__(self, workdir: str, save_every: int = 1, keep_last: int = 1,
+               keep_forever: Sequence[int] = (), async_save: bool = True,
+               read_only: bool = False):
     self.keep_forever = sorted(set(keep_forever))
     options = ocp.CheckpointManagerOptions(
         save_decision_policy=policies.AnySavePolicy([
@@ -50,8 +51,8 @@ class Checkpointer:
             policies.LatestN(keep_last),
             policies.CustomSteps(self.keep_forever),
         ]),
-        enable_async_checkpointing=async_save,
-        create=True)
+        enable_async_checkpointing=async_save and not read_only,
+        read_only=read_only, create=not read_only)
     self.manager = ocp.CheckpointManager(
         epath.Path(workdir) / "checkpoints", options=options,
         item_names=("state", "meta"))
@@ -83,6 +84,16 @@ class Checkpointer:
         step, args=ocp.args.Composite(state=ocp.args.StandardRestore(),
                                       meta=ocp.args.JsonRestore()))
     return out["state"], out["meta"]
+
+  def restore_params(self, step: int, abstract_params: Any) -> Any:
+    """Only `state["params"]` (no optimizer state), into the shardings of
+    `abstract_params`: for exports, feature extraction and `init_from`."""
+    target = {"params": abstract_params}
+    out = self.manager.restore(
+        step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=target, partial_restore=True,
+            restore_args=ocp.checkpoint_utils.construct_restore_args(target))))
+    return out["state"]["params"]
 
   def restore_meta(self, step: int) -> dict:
     out = self.manager.restore(

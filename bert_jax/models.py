@@ -227,6 +227,8 @@ class Encoder(nn.Module):
                            policy=_REMAT_POLICIES[cfg.remat])
     for i in range(cfg.num_hidden_layers):
       x = layer_cls(cfg, name=f"layer_{i}")(x, mask_bias, deterministic)
+      # Every layer's output, when applied with mutable=["intermediates"].
+      self.sow("intermediates", "layer_outputs", x)
     return x
 
 

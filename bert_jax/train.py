@@ -18,6 +18,7 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from absl import logging
 import flax.linen as nn
@@ -29,6 +30,7 @@ import optax
 from bert_jax import checkpointing
 from bert_jax import flops
 from bert_jax import input_pipeline
+from bert_jax import interop
 from bert_jax import models
 from bert_jax import optim
 from bert_jax import sharding
@@ -194,6 +196,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = _writer(workdir)
   latest = ckpt.latest_step()
   meta = ckpt.restore_meta(latest) if latest is not None else None
+  if meta is not None and "phase" not in meta:
+    raise ValueError(
+        f"{workdir} holds an imported checkpoint, not a training run; train "
+        f"in a new workdir with --config.init_from={workdir}.")
   params, state, result = None, None, {}
   for phase in all_phases:
     if meta and meta["phase"] > phase.index:
@@ -204,6 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
       if params is None:  # fresh start, or the shapes to restore into
         params, _ = _init_params(model, phase.cfg, mesh, config.seed)
+        if meta is None and config.get("init_from"):
+          params = init_from(config, params)
       if state is None or not carry:
         opt_state = jax.jit(tx.init)(params)
       else:
@@ -224,6 +232,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpt.close()
   writer.flush()
   return result
+
+
+def init_from(config, params):
+  """Parameters of another run or an imported checkpoint (`config.init_from`,
+  step `config.init_from_step`, -1 for its latest), into `params`' shardings."""
+  src = checkpointing.Checkpointer(config.init_from, read_only=True)
+  step = config.get("init_from_step", -1)
+  step = src.latest_step() if step < 0 else step
+  if step is None or step not in src.all_steps():
+    raise ValueError(f"config.init_from={config.init_from}: no checkpoint "
+                     f"{'' if step is None else step} there (has "
+                     f"{src.all_steps()}).")
+  theirs = json.loads(src.restore_meta(step)["config"])["model"]
+  diff = {f: theirs[f] for f in interop.SHAPE_FIELDS
+          if theirs.get(f) != config.model[f]}
+  if theirs.get("hidden_act") != config.model.hidden_act:
+    diff["hidden_act"] = theirs.get("hidden_act")
+  if diff:
+    raise ValueError(
+        f"config.init_from={config.init_from} (step {step}) was made with a "
+        "different model; set " +
+        " ".join(f"--config.model.{k}={v}" for k, v in diff.items()))
+  restored = src.restore_params(step, _abstract(params))
+  src.close()
+  logging.info("Initialised from %s, step %d.", config.init_from, step)
+  return restored
 
 
 def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:

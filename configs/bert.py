@@ -43,6 +43,8 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   layers, hidden, heads = model_size(arg)
   config = ml_collections.ConfigDict()
   config.seed = 0  # initialisation and data order
+  config.init_from = ""  # workdir (a run or `bert_jax.convert import_*`)
+  config.init_from_step = -1  # its checkpoint to start from (-1: latest)
 
   config.model = ml_collections.ConfigDict()
   config.model.vocab_size = 30522  # must cover the data's vocabulary
@@ -96,9 +98,9 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.save_every = 10_000  # periodic checkpoints (steps)
   config.checkpoint.keep_last = 3  # periodic ones kept
-  # Kept forever: [until_step, every] rules; MultiBERTs: every 20k to 200k,
-  # then every 100k.
-  config.checkpoint.keep_forever = [[200_000, 20_000], [2_000_000, 100_000]]
+  # Kept forever: (until_step, every) rules; MultiBERTs: every 20k to 200k,
+  # then every 100k. Override: --config.checkpoint.keep_forever="((1000, 100),)".
+  config.checkpoint.keep_forever = ((200_000, 20_000), (2_000_000, 100_000))
   config.checkpoint.async_save = True  # write in the background
 
   config.log_every = 100  # steps between metric logs

@@ -45,7 +45,7 @@ def _config(data, **over):
     p.num_steps, p.warmup_steps = steps, 2
   c.phase1.learning_rate = c.phase2.learning_rate = 1e-3
   c.checkpoint.save_every = 2
-  c.checkpoint.keep_forever = [[4, 4]]
+  c.checkpoint.keep_forever = ((4, 4),)
   c.checkpoint.async_save = False
   c.log_every = 1
   c.eval_batch_size, c.eval_steps = 8, 2
