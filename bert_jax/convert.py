@@ -154,5 +154,9 @@ def main(argv):
   print(json.dumps(report, indent=1))
 
 
-if __name__ == "__main__":
+def run():
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -173,5 +173,9 @@ def main(argv):
   print(json.dumps({"examples": n, "output_file": _OUTPUT.value}))
 
 
-if __name__ == "__main__":
+def run():
   app.run(main)
+
+
+if __name__ == "__main__":
+  run()
