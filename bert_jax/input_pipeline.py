@@ -1,12 +1,13 @@
 """tf.data over pretraining TFRecords → globally sharded JAX batches.
 
 Reads shards written by `data_prep` (or by Google's script) with Google's
-feature spec. Each host reads its own subset of files; the global batch is
-assembled with `jax.make_array_from_process_local_data`. The stream is a
-deterministic function of (files, seed): file order is reshuffled each epoch
-with a fixed seed, files are interleaved deterministically, records pass a
-seeded shuffle buffer. Resuming at a position (records already consumed by
-this host) skips that many raw records before parsing, so a resumed run sees
+feature spec. The files are dealt into input streams (one per host by
+default, or a fixed number); each host reads only its streams' files, and the
+global batch is assembled with `jax.make_array_from_process_local_data`. Each
+stream is a deterministic function of (its files, seed): file order is
+reshuffled each epoch with a fixed seed, files are interleaved
+deterministically, records pass a seeded shuffle buffer. Resuming at a step
+skips the records already consumed before parsing, so a resumed run sees
 exactly the batches an uninterrupted run would have seen.
 """
 
@@ -94,23 +95,18 @@ def _parse_fn(spec: DataSpec):
   return parse
 
 
-def host_dataset(spec: DataSpec, seed: int, start_records: int = 0,
-                 shuffle_buffer: int = 10_000, training: bool = True,
-                 process_index: int | None = None,
-                 process_count: int | None = None) -> tf.data.Dataset:
-  """This host's part of the stream, batched to its share of the batch."""
-  process_index = jax.process_index() if process_index is None else process_index
-  process_count = jax.process_count() if process_count is None else process_count
-  if spec.global_batch_size % process_count:
-    raise DataError(f"global_batch_size={spec.global_batch_size} is not "
-                    f"divisible by the {process_count} processes.")
-  files = list_files(spec.files)
-  check_metadata(files, spec)
-  if len(files) < process_count:
-    raise DataError(f"{len(files)} file(s) for {process_count} processes: "
-                    "write at least one shard per host (--num_shards).")
-  files = files[process_index::process_count]
-  host_batch = spec.global_batch_size // process_count
+def resolve_streams(streams: int, process_count: int) -> int:
+  """Input streams (-1 or 0: one per process); a multiple of the processes."""
+  streams = process_count if streams <= 0 else streams
+  if streams % process_count:
+    raise DataError(f"data_streams={streams} must be a multiple of the "
+                    f"{process_count} processes.")
+  return streams
+
+
+def _stream(files: list[str], seed: int, training: bool,
+            shuffle_buffer: int) -> tf.data.Dataset:
+  """Serialized records of one stream: its files, shuffled and repeated."""
   ds = tf.data.Dataset.from_tensor_slices(files)
   if training:
     ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
@@ -121,9 +117,51 @@ def host_dataset(spec: DataSpec, seed: int, start_records: int = 0,
   if training:
     ds = ds.shuffle(shuffle_buffer, seed=seed + 1,
                     reshuffle_each_iteration=True)
-  if start_records:
-    ds = ds.skip(start_records)
-  ds = ds.batch(host_batch, drop_remainder=True)
+  return ds
+
+
+def host_dataset(spec: DataSpec, seed: int, start_step: int = 0,
+                 shuffle_buffer: int = 10_000, training: bool = True,
+                 process_index: int | None = None,
+                 process_count: int | None = None,
+                 streams: int = -1) -> tf.data.Dataset:
+  """This host's part of the stream, batched to its share of the batch.
+
+  The files are dealt round-robin into `streams` independent streams (default:
+  one per process); each global batch is the concatenation of one equal
+  sub-batch from every stream, in stream order, and each process reads and
+  parses only its own streams (evaluation deals records instead of files,
+  since held-out splits are small). With a fixed number of streams the global
+  batches do not depend on the number of processes. `start_step` skips the
+  batches a resumed run has already consumed.
+  """
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  streams = resolve_streams(streams, process_count)
+  if spec.global_batch_size % streams:
+    raise DataError(f"global_batch_size={spec.global_batch_size} is not "
+                    f"divisible by the {streams} input streams "
+                    f"({process_count} processes).")
+  files = list_files(spec.files)
+  check_metadata(files, spec)
+  if training and len(files) < streams:
+    raise DataError(f"{len(files)} file(s) for {streams} input streams "
+                    f"({process_count} processes): write at least one shard "
+                    "per stream (--num_shards).")
+  per_stream = spec.global_batch_size // streams
+  mine = range(process_index * streams // process_count,
+               (process_index + 1) * streams // process_count)
+  parts = []
+  for s in mine:
+    if training:
+      ds = _stream(files[s::streams], seed, training, shuffle_buffer)
+    else:  # held-out data may have fewer files than streams: deal records
+      ds = tf.data.TFRecordDataset(files).shard(streams, s)
+    if start_step:
+      ds = ds.skip(start_step * per_stream)
+    parts.append(ds.batch(per_stream, drop_remainder=True))
+  ds = parts[0] if len(parts) == 1 else tf.data.Dataset.zip(tuple(parts)).map(
+      lambda *xs: tf.concat(xs, axis=0))
   ds = ds.map(_parse_fn(spec), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
   options = tf.data.Options()

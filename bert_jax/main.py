@@ -15,6 +15,23 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints and logs.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _initialize_distributed(jax) -> None:
+  """Multi-process runs: JAX_COORDINATOR_ADDRESS (+ JAX_NUM_PROCESSES and
+  JAX_PROCESS_ID where the cluster is not auto-detected, e.g. Kubernetes
+  indexed jobs or local processes), SLURM, or a TPU pod."""
+  env = os.environ
+  if not (env.get("JAX_COORDINATOR_ADDRESS") or env.get("SLURM_JOB_ID") or
+          env.get("TPU_WORKER_HOSTNAMES")):
+    return
+  kwargs = {}
+  if env.get("JAX_NUM_PROCESSES"):
+    kwargs = {"num_processes": int(env["JAX_NUM_PROCESSES"]),
+              "process_id": int(env.get("JAX_PROCESS_ID", "-1"))}
+    if kwargs["process_id"] < 0:
+      raise app.UsageError("JAX_NUM_PROCESSES is set: set JAX_PROCESS_ID too.")
+  jax.distributed.initialize(**kwargs)
+
+
 def main(argv):
   del argv
   import jax  # pylint: disable=g-import-not-at-top
@@ -24,9 +41,7 @@ def main(argv):
       tf.config.set_visible_devices([], kind)
     except (ValueError, RuntimeError):
       pass
-  if os.environ.get("JAX_COORDINATOR_ADDRESS") or os.environ.get(
-      "SLURM_JOB_ID") or os.environ.get("TPU_WORKER_HOSTNAMES"):
-    jax.distributed.initialize()
+  _initialize_distributed(jax)
   logging.info("JAX processes %d, devices %d (%s)", jax.process_count(),
                jax.device_count(), jax.devices()[0].platform)
   from bert_jax import train  # pylint: disable=g-import-not-at-top

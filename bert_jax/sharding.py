@@ -35,8 +35,14 @@ RULES = (
 
 
 def create_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
-                devices=None) -> Mesh:
-  """A (data, fsdp, tensor) mesh; one axis may be -1 (all the rest)."""
+                devices=None, dcn_data: int = 1) -> Mesh:
+  """A (data, fsdp, tensor) mesh; one axis may be -1 (all the rest).
+
+  `dcn_data > 1` splits the data axis over that many slices (TPU multislice)
+  or, where devices carry no slice index, processes (GPU hosts): fsdp and
+  tensor stay inside a slice on the fast interconnect, and only the data
+  axis crosses the slower data-centre network.
+  """
   devices = devices if devices is not None else jax.devices()
   shape = [data, fsdp, tensor]
   n = len(devices)
@@ -51,7 +57,23 @@ def create_mesh(data: int = -1, fsdp: int = 1, tensor: int = 1,
   if int(np.prod(shape)) != n:
     raise ValueError(f"mesh: data×fsdp×tensor = {shape} uses "
                      f"{int(np.prod(shape))} devices, but there are {n}.")
-  return Mesh(mesh_utils.create_device_mesh(shape, devices), MESH_AXES)
+  if dcn_data <= 1:
+    return Mesh(mesh_utils.create_device_mesh(shape, devices), MESH_AXES)
+  if shape[0] % dcn_data:
+    raise ValueError(f"mesh: data={shape[0]} is not divisible by "
+                     f"mesh.dcn_data={dcn_data}.")
+  slices = {getattr(d, "slice_index", None) for d in devices}
+  by_process = None in slices or len(slices) == 1
+  granules = len({d.process_index for d in devices}) if by_process else len(
+      slices)
+  if granules != dcn_data:
+    raise ValueError(
+        f"mesh.dcn_data={dcn_data}, but the devices form {granules} "
+        f"{'processes' if by_process else 'slices'}.")
+  ici = [shape[0] // dcn_data, shape[1], shape[2]]
+  return Mesh(mesh_utils.create_hybrid_device_mesh(
+      ici, [dcn_data, 1, 1], devices, process_is_granule=by_process),
+              MESH_AXES)
 
 
 def logical_sharding(mesh: Mesh, abstract_tree: Any) -> Any:

@@ -76,6 +76,10 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
       raise ValueError(
           f"phase{p.index + 1}.global_batch_size={b} must be divisible by the "
           f"data-parallel size {dp} × optimizer.grad_accum_steps={accum}.")
+    if p.cfg.get("eval_files") and config.eval_batch_size % dp:
+      raise ValueError(
+          f"eval_batch_size={config.eval_batch_size} must be divisible by the "
+          f"data-parallel size {dp} (phase{p.index + 1}.eval_files is set).")
     if p.cfg.max_seq_length > model_cfg.max_position_embeddings:
       raise ValueError(
           f"phase{p.index + 1}.max_seq_length={p.cfg.max_seq_length} exceeds "
@@ -168,7 +172,8 @@ def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
   spec = input_pipeline.DataSpec(files, phase_cfg.max_seq_length,
                                  phase_cfg.max_predictions_per_seq,
                                  config.eval_batch_size)
-  ds = input_pipeline.host_dataset(spec, seed=0, training=False)
+  ds = input_pipeline.host_dataset(spec, seed=0, training=False,
+                                   streams=config.get("data_streams", -1))
   totals, n = {}, 0
   for batch in input_pipeline.global_batches(
       ds.take(config.eval_steps), sharding.batch_sharding(mesh)):
@@ -182,7 +187,8 @@ def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Runs (or resumes) all phases; returns the final metrics."""
   mesh = sharding.create_mesh(config.mesh.data, config.mesh.fsdp,
-                              config.mesh.tensor)
+                              config.mesh.tensor,
+                              dcn_data=config.mesh.get("dcn_data", 1))
   model_cfg = models.BertConfig(**config.model.to_dict())
   _check(config, model_cfg, mesh)
   model = models.BertForPreTraining(model_cfg)
@@ -200,7 +206,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise ValueError(
         f"{workdir} holds an imported checkpoint, not a training run; train "
         f"in a new workdir with --config.init_from={workdir}.")
-  params, state, result = None, None, {}
+  params, state, result, phase_evals = None, None, {}, {}
   for phase in all_phases:
     if meta and meta["phase"] > phase.index:
       continue
@@ -222,15 +228,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         state, meta = ckpt.restore(latest, _abstract(state))
         logging.info("Resumed from step %d (phase %d).", latest,
                      phase.index + 1)
-      result = _run_phase(config, model, tx, phase, state, mesh, ckpt, writer)
+      result = _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
+                          meta.get("data_streams") if resume_here else None)
       if result.get("stopped"):
         break
+      if "eval" in result:
+        phase_evals[f"phase{phase.index + 1}"] = result["eval"]
       state = result.pop("state")
       params = state["params"]
     meta = None
   ckpt.wait()
   ckpt.close()
   writer.flush()
+  if phase_evals:
+    result["eval_by_phase"] = phase_evals
   return result
 
 
@@ -260,15 +271,22 @@ def init_from(config, params):
   return restored
 
 
-def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
+def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
+               saved_streams=None) -> dict:
   pc = phase.cfg
   spec = _batch_spec(pc, config, model.cfg)
   accum = config.optimizer.grad_accum_steps
   first = int(state["global_step"]) - phase.start
-  host_batch = pc.global_batch_size // jax.process_count()
+  streams = input_pipeline.resolve_streams(config.get("data_streams", -1),
+                                           jax.process_count())
+  if saved_streams not in (None, streams):
+    logging.warning("The checkpoint read %d input streams, this run %d: the "
+                    "data order differs from here on (fix data_streams to "
+                    "keep it across host counts).", saved_streams, streams)
   ds = input_pipeline.host_dataset(spec, seed=config.seed * 1000 + phase.index,
-                                   start_records=first * host_batch,
-                                   shuffle_buffer=config.shuffle_buffer)
+                                   start_step=first,
+                                   shuffle_buffer=config.shuffle_buffer,
+                                   streams=streams)
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
   step_fn = jax.jit(make_train_step(model, tx, accum, config.seed),
@@ -315,8 +333,8 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer) -> dict:
       logging.info("eval at step %d: %s", step, ev)
       evals.append({"step": step, **ev})
     meta = {"phase": phase.index, "phase_step": local + 1,
-            "records_per_host": (local + 1) * (pc.global_batch_size //
-                                               jax.process_count()),
+            "data_streams": streams,
+            "records_per_stream": (local + 1) * pc.global_batch_size // streams,
             "config": config.to_json()}
     stop = ckpt.should_stop(step)
     ckpt.save(step, state, meta, force=stop or local + 1 == pc.num_steps)

@@ -108,10 +108,14 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.eval_steps = 100  # batches per evaluation
   config.eval_every = 0  # also evaluate every N steps (0: at phase ends only)
   config.shuffle_buffer = 10_000  # records
+  # Input streams the files are dealt into (-1: one per host). Fixed, the
+  # batches no longer depend on the host count (resume on more or fewer hosts).
+  config.data_streams = -1
   config.peak_tflops = 0.0  # per-device peak for MFU (0: not reported)
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # data parallel (-1: all remaining devices)
   config.mesh.fsdp = 1  # parameter sharding
   config.mesh.tensor = 1  # tensor parallel (heads, mlp, vocab)
+  config.mesh.dcn_data = 1  # of `data`, groups across slices/hosts (DCN)
   return config

@@ -111,8 +111,10 @@ def _split(value: str | None) -> tuple[str, ...]:
   return tuple(p.strip() for p in (value or "").split(",") if p.strip())
 
 
-def main(argv):
-  del argv
+def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
+  """The parsed flags as (config, input files, outputs); fills in the
+  embedded default corpus and vocab when --input_file / --vocab_file are
+  omitted. Shared with `data_prep.beam_pipeline`."""
   outputs = job.Outputs(
       output_dir=FLAGS.output_dir, output_file=_split(FLAGS.output_file),
       eval_output_file=_split(FLAGS.eval_output_file),
@@ -140,6 +142,12 @@ def main(argv):
       eval_fraction=FLAGS.eval_fraction, pool_tokens=FLAGS.pool_tokens,
       tfds_name=FLAGS.tfds_name, tfds_split=FLAGS.tfds_split,
       tfds_text_key=FLAGS.tfds_text_key, tfds_data_dir=FLAGS.tfds_data_dir)
+  return cfg, files, outputs
+
+
+def main(argv):
+  del argv
+  cfg, files, outputs = config_from_flags()
   metadata = job.generate(cfg, files, outputs,
                           FLAGS.num_workers or os.cpu_count() or 1,
                           FLAGS.engine)

@@ -40,7 +40,7 @@ def test_deterministic_and_resumable_by_position(shards):
   a = _take(input_pipeline.host_dataset(_spec(shards), seed=3), 6)
   b = _take(input_pipeline.host_dataset(_spec(shards), seed=3), 6)
   resumed = _take(input_pipeline.host_dataset(_spec(shards), seed=3,
-                                              start_records=4 * 8), 2)
+                                              start_step=4), 2)
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x["input_ids"], y["input_ids"])
   for x, y in zip(a[4:], resumed):
@@ -58,6 +58,24 @@ def test_hosts_read_disjoint_files(shards):
     assert rows
     seen.append(rows)
   assert not seen[0] & seen[1]
+
+
+def test_fixed_streams_make_batches_independent_of_the_host_count(shards):
+  """2 streams: one process reading both gives the global batch that two
+  processes (one stream each) assemble, step for step, resumed or not."""
+  one = _take(input_pipeline.host_dataset(_spec(shards, 8), seed=5,
+                                          streams=2, start_step=1), 3)
+  two = [_take(input_pipeline.host_dataset(
+      _spec(shards, 8), seed=5, streams=2, start_step=1, process_index=h,
+      process_count=2), 3) for h in range(2)]
+  for step in range(3):
+    for key in one[step]:
+      np.testing.assert_array_equal(
+          one[step][key], np.concatenate([two[0][step][key],
+                                          two[1][step][key]]))
+  with pytest.raises(input_pipeline.DataError, match="multiple of the 2"):
+    input_pipeline.host_dataset(_spec(shards, 8), seed=5, streams=3,
+                                process_index=0, process_count=2)
 
 
 def test_clear_errors(shards, tmp_path):

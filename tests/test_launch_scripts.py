@@ -6,6 +6,7 @@ script would send to a TPU worker (or srun would start) is executed locally
 against fake metadata and a fake Python.
 """
 
+import json
 import os
 import pathlib
 import re
@@ -44,13 +45,29 @@ def _write(path, text, executable=True):
   return path
 
 
-def _main_py_env_triggers():
-  """The environment variables bert_jax/main.py checks before it calls
-  jax.distributed.initialize()."""
-  src = (ROOT / "bert_jax" / "main.py").read_text()
-  names = set(re.findall(r'os\.environ\.get\(\s*"(\w+)"', src))
-  assert "jax.distributed.initialize()" in src and names, "main.py changed"
-  return names
+_FAKE_JAX_INIT = """
+import json, types
+from bert_jax import main
+calls = []
+fake_jax = types.SimpleNamespace(distributed=types.SimpleNamespace(
+    initialize=lambda **kwargs: calls.append(kwargs)))
+main._initialize_distributed(fake_jax)
+print(json.dumps(calls))
+"""
+
+
+def _distributed_init(env):
+  """What bert_jax/main.py does in a process with this environment: the
+  keyword arguments it gives jax.distributed.initialize(), or None when it
+  does not call it (a fake jax; nothing is imported from the real one)."""
+  r = subprocess.run([sys.executable, "-c", _FAKE_JAX_INIT], cwd=ROOT,
+                     env={"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT),
+                          **env},
+                     capture_output=True, text=True, timeout=60)
+  assert r.returncode == 0, r.stderr
+  calls = json.loads(r.stdout.splitlines()[-1])
+  assert len(calls) <= 1
+  return calls[0] if calls else None
 
 
 @pytest.fixture
@@ -98,6 +115,28 @@ def test_scripts_found():
   for p in [*ENTRY_POINTS, "launch/gpu/Dockerfile",
             "launch/gpu/k8s_jobset.yaml"]:
     assert p in readme, f"{p} is not documented in launch/README.md"
+
+
+def test_documented_config_flags_exist():
+  """Every --config.FIELD in launch/ names a field of configs/bert.py (e.g.
+  mesh.dcn_data, data_streams), with phaseN standing for phase1/phase2."""
+  sys.path.insert(0, str(ROOT))
+  try:
+    from configs import bert  # pylint: disable=g-import-not-at-top
+  finally:
+    sys.path.remove(str(ROOT))
+  config = bert.get_config("base")
+  texts = [p.read_text() for p in [LAUNCH / "README.md", *LAUNCH.rglob("*.sh"),
+                                   *LAUNCH.rglob("*.sbatch"),
+                                   *LAUNCH.rglob("*.yaml")]]
+  fields = {m.rstrip(".") for text in texts
+            for m in re.findall(r"--config\.([\w.]+)(?![\w.{$])", text)}
+  assert {"mesh.dcn_data", "data_streams", "eval_batch_size"} <= fields
+  for field in sorted(fields):
+    node = config
+    for part in field.replace("phaseN", "phase1").split("."):
+      assert part in node, f"--config.{field}: no such config field"
+      node = node[part]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -272,8 +311,10 @@ def test_train_runs_main_on_every_worker(tmp_path, stubs, metadata, target,
   logs = home / "bert_jax_logs" / "base"
   assert (logs / f"{log}.log").read_text() == w.stdout
   assert (logs / f"{log}.pid").read_text().strip().isdigit()
-  # The coordinator variable is one main.py acts on.
-  assert "JAX_COORDINATOR_ADDRESS" in _main_py_env_triggers()
+  # main.py starts jax.distributed on the coordinator variable alone (JAX
+  # reads the address itself and the process count/id from the TPU metadata).
+  assert _distributed_init({"JAX_COORDINATOR_ADDRESS": coordinator}) == {}
+  assert _distributed_init({}) is None
 
 
 def test_train_detached_writes_log_and_refuses_a_second_start(tmp_path, stubs):
@@ -383,7 +424,7 @@ def test_slurm_srun_command(tmp_path, stubs):
       "--config.phase2.train_files=/lustre/d/seq512/train-*",
       "--config.phase2.eval_files=/lustre/d/seq512/eval-*", "--x=1"]
   # main.py acts on SLURM_JOB_ID; JAX then reads the other SLURM_* variables.
-  assert "SLURM_JOB_ID" in _main_py_env_triggers()
+  assert _distributed_init({"SLURM_JOB_ID": "4242"}) == {}
 
   # What srun starts per task: a task that Slurm bound to one GPU uses
   # device 0; with all GPUs visible JAX picks SLURM_LOCALID itself.
@@ -426,12 +467,31 @@ def _k8s(substitute=True):
 
 
 def test_k8s_manifest_parses_with_the_expected_kinds():
+  # No Role/RoleBinding: the manifest gives JAX its process count and id, so
+  # the pods never read the Kubernetes API (the account is for the bucket).
   kinds = [d["kind"] for d in _k8s(substitute=False)]
-  assert kinds == ["ServiceAccount", "Role", "RoleBinding", "JobSet"]
+  assert kinds == ["ServiceAccount", "JobSet"]
+
+
+def _pod_env(container, completion_index):
+  """The container's environment in the pod with this completion index: the
+  downward API resolves the Indexed Job's completion-index annotation."""
+  annotations = {"batch.kubernetes.io/job-completion-index":
+                 str(completion_index)}
+  env = {}
+  for e in container["env"]:
+    if "value" in e:
+      assert isinstance(e["value"], str), e  # Kubernetes takes strings only
+      env[e["name"]] = e["value"]
+      continue
+    path = e["valueFrom"]["fieldRef"]["fieldPath"]
+    key = re.fullmatch(r"metadata\.annotations\['([^']+)'\]", path).group(1)
+    env[e["name"]] = annotations[key]
+  return env
 
 
 def test_k8s_jobset_wiring():
-  account, role, binding, jobset = _k8s()
+  account, jobset = _k8s()
   assert jobset["apiVersion"].startswith("jobset.x-k8s.io/")
   [rjob] = jobset["spec"]["replicatedJobs"]
   job = rjob["template"]["spec"]
@@ -445,22 +505,23 @@ def test_k8s_jobset_wiring():
   assert {"--config=configs/bert.py:large", "--workdir=gs://b/runs/large",
           "--config.phase2.train_files=gs://b/data/seq512/train-*"
           } <= set(container["args"])
-  env = {e["name"]: e["value"] for e in container["env"]}
-  assert "JAX_COORDINATOR_ADDRESS" in _main_py_env_triggers()
+  env = _pod_env(container, 3)
   host, port = env["JAX_COORDINATOR_ADDRESS"].rsplit(":", 1)
   network = jobset["spec"]["network"]
   subdomain = network.get("subdomain", jobset["metadata"]["name"])
   assert network["enableDNSHostnames"] is True
   assert host == f"{jobset['metadata']['name']}-{rjob['name']}-0-0.{subdomain}"
   assert port.isdigit()
-  # JAX's Kubernetes detection reads the pod and its Job with this account.
+  # Process count = pods; process id = the pod's completion index, which is
+  # unique across the JobSet only with one replicated job of one replica.
+  assert env["JAX_NUM_PROCESSES"] == str(job["parallelism"])
+  assert env["JAX_PROCESS_ID"] == "3"
+  [process_id] = [e for e in container["env"] if e["name"] == "JAX_PROCESS_ID"]
+  assert process_id["valueFrom"]["fieldRef"]["fieldPath"] == (
+      "metadata.annotations['batch.kubernetes.io/job-completion-index']")
+  # ... which main.py hands to jax.distributed.initialize().
+  assert _distributed_init(env) == {"num_processes": 4, "process_id": 3}
   assert pod["serviceAccountName"] == account["metadata"]["name"]
-  assert binding["subjects"][0]["name"] == account["metadata"]["name"]
-  assert binding["roleRef"]["name"] == role["metadata"]["name"]
-  rules = {(tuple(r["apiGroups"]), r["resources"][0]): set(r["verbs"])
-           for r in role["rules"]}
-  assert {"list"} <= rules[(("",), "pods")]
-  assert {"get"} <= rules[(("batch",), "jobs")]
   assert pod["terminationGracePeriodSeconds"] >= 60  # time to checkpoint
   mounts = {m["mountPath"] for m in container["volumeMounts"]}
   assert "/dev/shm" in mounts
@@ -470,6 +531,7 @@ def test_gpu_dockerfile_contents():
   text = (LAUNCH / "gpu" / "Dockerfile").read_text()
   assert re.search(r"^ARG BASE_IMAGE=nvidia/cuda:\S+", text, re.M)
   assert re.search(r"pip install .*'\.\[gpu\]'", text)
+  assert "kubernetes" not in text  # the JobSet sets JAX_NUM_PROCESSES/_ID
   assert "COPY configs configs" in text
   user = re.findall(r"^USER (\S+)", text, re.M)
   assert user and user[-1].split(":")[0] not in ("root", "0")

@@ -52,6 +52,10 @@ def test_mesh_shapes_and_errors():
     sharding.create_mesh(data=-1, fsdp=3)
   with pytest.raises(ValueError, match="uses 4 devices"):
     sharding.create_mesh(data=2, fsdp=2, tensor=1)
+  with pytest.raises(ValueError, match="form 1 processes"):
+    sharding.create_mesh(data=-1, dcn_data=2)
+  with pytest.raises(ValueError, match="not divisible by mesh.dcn_data=3"):
+    sharding.create_mesh(data=-1, fsdp=2, dcn_data=3)
 
 
 def test_parameters_are_born_sharded_as_the_rules_say():

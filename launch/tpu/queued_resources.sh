@@ -14,7 +14,8 @@ create (default) queues a request with `gcloud compute tpus queued-resources
 create`; the TPUs exist once `describe` shows state ACTIVE. NODE_COUNT > 1
 asks for a multislice: NODE_COUNT slices named NODE_PREFIX-0, NODE_PREFIX-1,
 ... joined over the data-center network. Then run setup_workers.sh and
-train.sh with the same QUEUED_RESOURCE (they reach every slice).
+train.sh with the same QUEUED_RESOURCE (they reach every slice); train with
+--config.mesh.dcn_data=NODE_COUNT (see launch/README.md).
 delete removes the request and its TPUs (--force).
 Settings (environment variables):
   QUEUED_RESOURCE   ID of the request (required)
