@@ -40,7 +40,9 @@ EXTRAS = {
         # DirectRunner tests of data_prep.beam_pipeline (<2.72 pins grpcio
         # below what tensorboard needs).
         "apache-beam>=2.72,<3",
+        "matplotlib>=3.6,<4",  # bert_jax.stats plots
     ],
+    "plots": ["matplotlib>=3.6,<4"],
     "beam": ["apache-beam[gcp]>=2.72,<3"],
     "gpu": ["jax[cuda12]>=0.5,<0.11"],
     "tpu": ["jax[tpu]>=0.5,<0.11"],
@@ -66,6 +68,8 @@ setuptools.setup(
             "bert-jax-default-corpus=data_prep.default_corpus:run",
             "bert-jax-convert=bert_jax.convert:run",
             "bert-jax-extract-features=bert_jax.extract_features:run",
+            "bert-jax-seed-sweep=bert_jax.seed_sweep:run",
+            "bert-jax-stats=bert_jax.stats.cli:run",
         ],
     },
 )

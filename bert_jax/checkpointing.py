@@ -23,8 +23,11 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 
 def keep_forever_steps(rule: Sequence[Sequence[int]], last_step: int) -> list[int]:
-  """Steps from a rule like [[200000, 20000], [2000000, 100000]]: every 20k up
-  to 200k, then every 100k up to 2M (the MultiBERTs schedule), plus step 0."""
+  """Steps from a rule like ((200000, 20000), (2000000, 100000)): every 20k up
+  to 200k, then every 100k up to 2M (the MultiBERTs schedule), plus step 0
+  (the initialisation) unless the rule is empty."""
+  if not rule:
+    return []
   steps, start = {0}, 0
   for until, every in rule:
     if every <= 0:

@@ -15,11 +15,9 @@ overrides the command prints.
 """
 
 import json
-import os
 
 from absl import app
 from absl import flags
-from absl import logging
 
 _COMMANDS = ("export_hf", "export_tf", "import_hf", "import_tf")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run to export from, or the "
@@ -42,96 +40,8 @@ _HEADS = flags.DEFINE_enum(
 _SEED = flags.DEFINE_integer("seed", 0, "Initialises heads the source lacks.")
 
 
-def _lower(default: bool) -> bool:
-  return default if _LOWER.value == "auto" else _LOWER.value == "true"
-
-
-def export(kind: str, workdir: str, step: int, output_dir: str) -> dict:
-  """A run's checkpoint → a transformers directory or a TF-1 checkpoint."""
-  from etils import epath  # pylint: disable=g-import-not-at-top
-  from bert_jax import interop  # pylint: disable=g-import-not-at-top
-  params, cfg, meta, step = interop.load_workdir(workdir, step)
-  vocab, lower = interop.vocab_of(workdir, meta)
-  vocab = _VOCAB_FILE.value or vocab
-  if vocab is None:
-    logging.warning("No vocab found for %s (pass --vocab_file); exporting "
-                    "weights and config only.", workdir)
-  else:
-    interop.check_vocab(vocab, cfg)
-  lower = _lower(lower)
-  if kind == "export_hf":
-    files = interop.write_hf(output_dir, params, cfg, vocab, lower,
-                             heads=_HEADS.value == "pretraining")
-  else:
-    out = epath.Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    interop.write_tf_checkpoint(str(out / "bert_model.ckpt"), params)
-    (out / "bert_config.json").write_text(
-        json.dumps(interop.config_to_google(cfg), indent=2) + "\n")
-    files = ["bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001",
-             "bert_config.json"]
-    if vocab:
-      (out / os.path.basename(vocab)).write_bytes(
-          epath.Path(vocab).read_bytes())
-      files.append(os.path.basename(vocab))
-  return {"step": step, "output_dir": output_dir, "files": files,
-          "do_lower_case": lower}
-
-
-def import_checkpoint(kind: str, workdir: str) -> dict:
-  """An HF directory or a Google TF checkpoint → an Orbax checkpoint."""
-  from etils import epath  # pylint: disable=g-import-not-at-top
-  from bert_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from bert_jax import interop  # pylint: disable=g-import-not-at-top
-  from bert_jax import models  # pylint: disable=g-import-not-at-top
-  from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
-  if kind == "import_hf":
-    src = _required(_HF_DIR, kind)
-    hf_config = epath.Path(src) / "config.json"
-    if not hf_config.exists():
-      raise interop.InteropError(f"--hf_dir={src}: no config.json.")
-    fields = interop.config_from_hf(json.loads(hf_config.read_text()),
-                                    str(hf_config))
-    cfg = models.BertConfig(**fields)
-    params, fresh = interop.params_from_hf(src, cfg, _SEED.value)
-    vocab = _VOCAB_FILE.value or str(epath.Path(src) / "vocab.txt")
-    tok_cfg = epath.Path(src) / "tokenizer_config.json"
-    lower = _lower(json.loads(tok_cfg.read_text()).get("do_lower_case", True)
-                   if tok_cfg.exists() else True)
-  else:
-    src = _required(_TF_CHECKPOINT, kind)
-    bert_json = _required(_BERT_CONFIG, kind)
-    fields = interop.config_from_google(
-        json.loads(epath.Path(bert_json).read_text()), bert_json)
-    cfg = models.BertConfig(**fields)
-    params, fresh = interop.from_named(interop.read_tf_checkpoint(src), cfg,
-                                       src, rng_seed=_SEED.value)
-    vocab = _required(_VOCAB_FILE, kind)
-    name = os.path.basename(src).lower() + os.path.dirname(src).lower()
-    lower = _lower("uncased" in name or "cased" not in name)
-  if not epath.Path(vocab).exists():
-    raise interop.InteropError(f"{vocab}: no vocab file (pass --vocab_file).")
-  interop.check_vocab(vocab, cfg)
-  out = epath.Path(workdir)
-  if (out / "checkpoints").exists() and any((out / "checkpoints").iterdir()):
-    raise interop.InteropError(f"--workdir={workdir} already holds "
-                               "checkpoints; import into a new directory.")
-  out.mkdir(parents=True, exist_ok=True)
-  vocab_name = "vocab.txt" if not vocab.endswith(".model") else "spm.model"
-  (out / vocab_name).write_bytes(epath.Path(vocab).read_bytes())
-  config = bert_config.get_config("base")
-  config.model.update(fields)
-  meta = {"imported_from": src, "format": kind[len("import_"):],
-          "config": config.to_json(), "vocab_file": vocab_name,
-          "do_lower_case": lower, "initialised": fresh}
-  ckpt = checkpointing.Checkpointer(workdir, async_save=False)
-  ckpt.save(0, {"params": params}, meta, force=True)
-  ckpt.wait()
-  ckpt.close()
-  overrides = " ".join(f"--config.model.{k}={v}" for k, v in fields.items())
-  return {"workdir": workdir, "initialised_fresh": fresh,
-          "do_lower_case": lower,
-          "train_with": f"--config.init_from={workdir} {overrides}"}
+def _lower() -> bool | None:
+  return None if _LOWER.value == "auto" else _LOWER.value == "true"
 
 
 def _required(flag, command: str) -> str:
@@ -146,11 +56,19 @@ def main(argv):
                          f"{{{'|'.join(_COMMANDS)}}} --flags...")
   command = argv[1]
   workdir = _required(_WORKDIR, command)
+  from bert_jax import releases  # pylint: disable=g-import-not-at-top
   if command.startswith("export"):
-    report = export(command, workdir, _STEP.value,
-                    _required(_OUTPUT_DIR, command))
+    report = releases.export_run(
+        workdir, _STEP.value, _required(_OUTPUT_DIR, command),
+        kind=command[len("export_"):], vocab_file=_VOCAB_FILE.value,
+        do_lower_case=_lower(), heads=_HEADS.value == "pretraining")
+  elif command == "import_hf":
+    report = releases.import_hf(_required(_HF_DIR, command), workdir,
+                                _VOCAB_FILE.value, _lower(), _SEED.value)
   else:
-    report = import_checkpoint(command, workdir)
+    report = releases.import_tf(
+        _required(_TF_CHECKPOINT, command), _required(_BERT_CONFIG, command),
+        _required(_VOCAB_FILE, command), workdir, _lower(), _SEED.value)
   print(json.dumps(report, indent=1))
 
 

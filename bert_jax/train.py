@@ -60,6 +60,19 @@ def phases(config) -> list[Phase]:
   return out
 
 
+def init_seed(config) -> int:
+  """Parameter initialisation (all heads included) and dropout."""
+  seed = config.get("init_seed", -1)
+  return config.seed if seed is None or seed < 0 else seed
+
+
+def data_seed(config) -> int:
+  """Order of the training data: file order and the record shuffle buffer.
+  (Masks and NSP pairs are static in the shards: set by data_prep's seed.)"""
+  seed = config.get("data_seed", -1)
+  return config.seed if seed is None or seed < 0 else seed
+
+
 def _batch_spec(phase_cfg, config, model_cfg) -> input_pipeline.DataSpec:
   return input_pipeline.DataSpec(
       phase_cfg.train_files, phase_cfg.max_seq_length,
@@ -215,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     tx = make_optimizer(config, phase, phase.start if carry else 0)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
       if params is None:  # fresh start, or the shapes to restore into
-        params, _ = _init_params(model, phase.cfg, mesh, config.seed)
+        params, _ = _init_params(model, phase.cfg, mesh, init_seed(config))
         if meta is None and config.get("init_from"):
           params = init_from(config, params)
       if state is None or not carry:
@@ -283,13 +296,14 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     logging.warning("The checkpoint read %d input streams, this run %d: the "
                     "data order differs from here on (fix data_streams to "
                     "keep it across host counts).", saved_streams, streams)
-  ds = input_pipeline.host_dataset(spec, seed=config.seed * 1000 + phase.index,
+  ds = input_pipeline.host_dataset(spec,
+                                   seed=data_seed(config) * 1000 + phase.index,
                                    start_step=first,
                                    shuffle_buffer=config.shuffle_buffer,
                                    streams=streams)
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
-  step_fn = jax.jit(make_train_step(model, tx, accum, config.seed),
+  step_fn = jax.jit(make_train_step(model, tx, accum, init_seed(config)),
                     in_shardings=(state_sh, data_sh),
                     out_shardings=(state_sh, None), donate_argnums=0)
   batches = input_pipeline.global_batches(ds, data_sh)
@@ -297,6 +311,11 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                                          pc.max_predictions_per_seq)
   eval_step = jax.jit(make_eval_step(model))
   metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
+  if first == 0 and phase.index == 0 and 0 in ckpt.keep_forever and (
+      ckpt.latest_step() is None):  # the initialisation (MultiBERTs step_0)
+    ckpt.save(0, state, {"phase": 0, "phase_step": 0, "data_streams": streams,
+                         "records_per_stream": 0, "config": config.to_json()},
+              force=True)
   for local in range(first, pc.num_steps):
     batch = next(batches)
     if local == first:  # compile once, ahead of time, and report memory

@@ -1,0 +1,128 @@
+r"""Pretrain one config under N seeds, MultiBERTs-style, and export them.
+
+    python -m bert_jax.seed_sweep --config=configs/multiberts.py \
+        --sweep_dir=runs/mb --seeds=0-4 [--mode=local|print|slurm] \
+        [--export_hf] -- --config.phase1.train_files='data/seq512/train-*'
+
+Seed K trains in `SWEEP_DIR/seed_K` with `--config.seed=K` (initialisation,
+dropout and data order; see configs/bert.py) plus the arguments after `--`.
+`local` runs the seeds one after another on this machine (rerunning resumes
+each; a finished one only repeats its final evaluation); `print` prints one command per seed for any
+scheduler; `slurm` submits one `launch/gpu/slurm.sbatch` job per seed.
+`--export_hf` writes every kept checkpoint of every finished seed to
+`SWEEP_DIR/seed_K/hf/step_<N>` (MultiBERTs naming: `step_20k`), skipping
+exports that already exist; `--mode=export` only exports (after cluster runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_CONFIG = flags.DEFINE_string("config", None, "Config file[:arg], as for "
+                              "bert_jax.main.")
+_SWEEP_DIR = flags.DEFINE_string("sweep_dir", None, "One seed_K dir per seed.")
+_SEEDS = flags.DEFINE_string("seeds", "0-4", "Seeds: '0-24', '0,3,7' or both.")
+_MODE = flags.DEFINE_enum("mode", "local", ["local", "print", "slurm", "export"],
+                          "How to run the seeds.")
+_EXPORT_HF = flags.DEFINE_bool("export_hf", False, "Export every kept "
+                               "checkpoint to transformers format.")
+_HEADS = flags.DEFINE_bool("export_heads", True, "Keep the MLM/NSP heads in "
+                           "exports (BertForPreTraining).")
+
+
+def parse_seeds(spec: str) -> list[int]:
+  seeds: list[int] = []
+  try:
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+      lo, _, hi = part.partition("-")
+      seeds.extend(range(int(lo), int(hi or lo) + 1))
+  except ValueError as e:
+    raise app.UsageError(f"--seeds={spec!r}: use e.g. 0-24 or 0,3,7.") from e
+  if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+    raise app.UsageError(f"--seeds={spec!r}: non-negative, no repeats.")
+  return seeds
+
+
+def seed_dir(sweep_dir: str, seed: int) -> str:
+  return os.path.join(sweep_dir, f"seed_{seed}")
+
+
+def train_command(config: str, sweep_dir: str, seed: int,
+                  extra: list[str]) -> list[str]:
+  return [sys.executable, "-m", "bert_jax.main", f"--config={config}",
+          f"--workdir={seed_dir(sweep_dir, seed)}", f"--config.seed={seed}",
+          *extra]
+
+
+def step_name(step: int) -> str:
+  return f"step_{step // 1000}k" if step % 1000 == 0 else f"step_{step}"
+
+
+def export_seed(workdir: str, heads: bool = True) -> list[str]:
+  """Every kept checkpoint of one run → `workdir/hf/step_*`; returns the
+  directories written (existing exports are kept)."""
+  from etils import epath  # pylint: disable=g-import-not-at-top
+  from bert_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  from bert_jax import releases  # pylint: disable=g-import-not-at-top
+  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
+  steps = ckpt.all_steps()
+  ckpt.close()
+  written = []
+  for step in steps:
+    out = epath.Path(workdir) / "hf" / step_name(step)
+    if (out / "config.json").exists() and (out / "model.safetensors").exists():
+      continue
+    releases.export_run(workdir, step, str(out), heads=heads)
+    written.append(str(out))
+  return written
+
+
+def main(argv):
+  extra = argv[1:]
+  if not _CONFIG.value and _MODE.value != "export":
+    raise app.UsageError("--config is required.")
+  if not _SWEEP_DIR.value:
+    raise app.UsageError("--sweep_dir is required.")
+  seeds = parse_seeds(_SEEDS.value)
+  report = {"seeds": seeds, "runs": {}}
+  for seed in seeds:
+    cmd = train_command(_CONFIG.value, _SWEEP_DIR.value, seed, extra)
+    if _MODE.value == "print":
+      print(shlex.join(["python", *cmd[1:]]))
+      continue
+    if _MODE.value == "slurm":
+      env = {**os.environ, "WORKDIR": seed_dir(_SWEEP_DIR.value, seed),
+             "CONFIG": _CONFIG.value}
+      sbatch = ["sbatch", f"--job-name=bert_jax-seed_{seed}",
+                "launch/gpu/slurm.sbatch", f"--config.seed={seed}", *extra]
+      logging.info("seed %d: %s", seed, shlex.join(sbatch))
+      subprocess.run(sbatch, check=True, env=env)
+      continue
+    if _MODE.value == "local":
+      logging.info("seed %d: %s", seed, shlex.join(cmd))
+      proc = subprocess.run(cmd, check=False)
+      if proc.returncode:
+        raise app.UsageError(f"seed {seed} failed (exit {proc.returncode}); "
+                             "rerun the same command to resume it.")
+    run = {"workdir": seed_dir(_SWEEP_DIR.value, seed)}
+    if _EXPORT_HF.value:
+      run["exported"] = export_seed(run["workdir"], _HEADS.value)
+    report["runs"][seed] = run
+  if _MODE.value in ("local", "export"):
+    print(json.dumps(report, indent=1))
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
