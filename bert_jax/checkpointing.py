@@ -37,6 +37,10 @@ def keep_forever_steps(rule: Sequence[Sequence[int]], last_step: int) -> list[in
   return sorted(s for s in steps if s <= last_step)
 
 
+class CheckpointError(OSError):
+  """A checkpoint could not be written; earlier ones are intact."""
+
+
 class Checkpointer:
   """A thin wrapper over `ocp.CheckpointManager` for this trainer."""
 
@@ -67,11 +71,23 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self.manager.all_steps())
 
+  def should_save(self, step: int) -> bool:
+    return self.manager.should_save(step)
+
   def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
-    return self.manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      meta=ocp.args.JsonSave(meta)),
-        force=force)
+    try:
+      return self.manager.save(
+          step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                        meta=ocp.args.JsonSave(meta)),
+          force=force)
+    except OSError as e:  # e.g. a full disk, here or in the previous async save
+      raise CheckpointError(self._failed(step, e)) from e
+
+  def _failed(self, step, error) -> str:
+    return (f"Saving checkpoint step {step} under {self.manager.directory} "
+            f"failed: {error}. Completed checkpoints are intact (steps "
+            f"{self.all_steps()}); free space or fix the path and rerun the "
+            "same command to resume.")
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores into the shardings carried by `abstract_state`."""
@@ -116,7 +132,10 @@ class Checkpointer:
     self._stop.set()
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    try:
+      self.manager.wait_until_finished()
+    except OSError as e:
+      raise CheckpointError(self._failed(self.latest_step(), e)) from e
 
   def close(self) -> None:
     self.manager.close()

@@ -169,8 +169,34 @@ def host_dataset(spec: DataSpec, seed: int, start_step: int = 0,
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def global_batches(ds: tf.data.Dataset, sharding) -> Iterator[dict]:
-  """Host batches → global jax.Arrays laid out by `sharding`."""
-  for host_batch in ds.as_numpy_iterator():
+def global_batches(ds: tf.data.Dataset, sharding,
+                   files: list[str] | None = None) -> Iterator[dict]:
+  """Host batches → global jax.Arrays laid out by `sharding`. A corrupt or
+  truncated TFRecord raises `DataError` naming the file (found among
+  `files`)."""
+  it = ds.as_numpy_iterator()
+  while True:
+    try:
+      host_batch = next(it)
+    except StopIteration:
+      return
+    except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+      raise DataError(_diagnose(files or [], e)) from e
     yield {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
            for k, v in host_batch.items()}
+
+
+def _diagnose(files: list[str], error: Exception) -> str:
+  """Reads the files one by one to name the one that fails."""
+  msg = str(error).strip().splitlines()[0] if str(error).strip() else ""
+  for f in files:
+    try:
+      for _ in tf.data.TFRecordDataset(f):
+        pass
+    except tf.errors.OpError as e:
+      return (f"{f}: corrupt or truncated TFRecord file "
+              f"({str(e).strip().splitlines()[0]}). Regenerate it with "
+              "data_prep (a rerun redoes unfinished shards) or leave it out "
+              "of the phase's train_files.")
+  return (f"Reading the training data failed ({msg}); every file reads "
+          "cleanly on its own, so check the records' features.")

@@ -81,6 +81,8 @@ def _batch_spec(phase_cfg, config, model_cfg) -> input_pipeline.DataSpec:
 
 
 def _check(config, model_cfg: models.BertConfig, mesh) -> None:
+  if config.get("on_nonfinite", "stop") not in ("stop", "skip"):
+    raise ValueError(f"on_nonfinite={config.on_nonfinite!r}: stop or skip.")
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   for p in phases(config):
     b = p.cfg.global_batch_size
@@ -108,8 +110,15 @@ def make_optimizer(config, phase: Phase, offset: int) -> optax.GradientTransform
                       o.clip_norm)
 
 
-def make_train_step(model, tx, accum: int, seed: int):
-  """(state, batch) → (state, metrics); one optimizer update."""
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradients became NaN/Inf."""
+
+
+def make_train_step(model, tx, accum: int, seed: int,
+                    skip_nonfinite: bool = False):
+  """(state, batch) → (state, metrics); one optimizer update. Metric
+  `nonfinite` is 1 when the loss or gradient norm is NaN/Inf; with
+  `skip_nonfinite` such a step leaves parameters and optimizer unchanged."""
   def loss_fn(params, micro, rng):
     mlm, nsp = model.apply({"params": params}, micro["input_ids"],
                            micro["input_mask"], micro["segment_ids"],
@@ -145,6 +154,12 @@ def make_train_step(model, tx, accum: int, seed: int):
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
+    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
+    metrics["nonfinite"] = (~finite).astype(jnp.int32)
+    if skip_nonfinite:
+      keep = lambda new, old: jnp.where(finite, new, old)
+      params = jax.tree_util.tree_map(keep, params, state["params"])
+      opt_state = jax.tree_util.tree_map(keep, opt_state, state["opt_state"])
     new = {"params": params, "opt_state": opt_state,
            "global_step": state["global_step"] + 1}
     return new, metrics
@@ -303,10 +318,12 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                                    streams=streams)
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
-  step_fn = jax.jit(make_train_step(model, tx, accum, init_seed(config)),
+  skip = config.get("on_nonfinite", "stop") == "skip"
+  step_fn = jax.jit(make_train_step(model, tx, accum, init_seed(config), skip),
                     in_shardings=(state_sh, data_sh),
                     out_shardings=(state_sh, None), donate_argnums=0)
-  batches = input_pipeline.global_batches(ds, data_sh)
+  batches = input_pipeline.global_batches(
+      ds, data_sh, input_pipeline.list_files(spec.files))
   fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
                                          pc.max_predictions_per_seq)
   eval_step = jax.jit(make_eval_step(model))
@@ -316,8 +333,14 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     ckpt.save(0, state, {"phase": 0, "phase_step": 0, "data_streams": streams,
                          "records_per_stream": 0, "config": config.to_json()},
               force=True)
+  watch = _NonFiniteWatch(skip)
   for local in range(first, pc.num_steps):
-    batch = next(batches)
+    try:
+      batch = next(batches)
+    except input_pipeline.DataError:
+      logging.error("Bad input at step %d; checkpoints up to step %s are "
+                    "intact.", phase.start + local, ckpt.latest_step())
+      raise
     if local == first:  # compile once, ahead of time, and report memory
       step_fn = step_fn.lower(state, batch).compile()
       mem = step_fn.memory_analysis()
@@ -327,7 +350,12 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                      getattr(mem, "argument_size_in_bytes", 0) / 2**20)
     state, m = step_fn(state, batch)
     step = phase.start + local + 1
-    if step % config.log_every == 0 or local + 1 == pc.num_steps:
+    watch.add(step, m["nonfinite"])
+    logged = step % config.log_every == 0 or local + 1 == pc.num_steps
+    stop = ckpt.should_stop(step)
+    if logged or stop or ckpt.should_save(step):
+      watch.check(ckpt)  # before anything non-finite can be saved
+    if logged:
       m = jax.tree_util.tree_map(float, m)
       dt = time.perf_counter() - t0
       seqs = (local + 1 - last_log) * pc.global_batch_size
@@ -355,19 +383,48 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
             "data_streams": streams,
             "records_per_stream": (local + 1) * pc.global_batch_size // streams,
             "config": config.to_json()}
-    stop = ckpt.should_stop(step)
+    if local + 1 == pc.num_steps:
+      watch.check(ckpt)
     ckpt.save(step, state, meta, force=stop or local + 1 == pc.num_steps)
     if stop:
       logging.warning("Stop requested: saved step %d; exiting.", step)
       ckpt.wait()
       return {"stopped": True, "step": step}
-  result = {"state": state, "train": metrics_hist, "evals": evals}
+  result = {"state": state, "train": metrics_hist, "evals": evals,
+            "skipped_steps": watch.skipped}
   if pc.get("eval_files"):
     ev = evaluate(eval_step, state["params"], pc.eval_files, pc, config, mesh)
     writer.write_scalars(phase.end, ev)
     logging.info("eval after phase %d: %s", phase.index + 1, ev)
     result["eval"] = ev
   return result
+
+
+class _NonFiniteWatch:
+  """Collects each step's non-finite flag without a device sync; `check`
+  (at log and save points) stops the run, or counts the skipped steps."""
+
+  def __init__(self, skip: bool):
+    self.skip, self.pending, self.skipped = skip, [], []
+
+  def add(self, step: int, flag) -> None:
+    self.pending.append((step, flag))
+
+  def check(self, ckpt) -> None:
+    if not self.pending:
+      return
+    flags = jax.device_get([f for _, f in self.pending])
+    bad = [s for (s, _), f in zip(self.pending, flags) if int(f)]
+    self.pending = []
+    if bad and self.skip:
+      self.skipped += bad
+      logging.warning("Skipped non-finite steps %s (on_nonfinite=skip).", bad)
+    elif bad:
+      raise NonFiniteError(
+          f"Loss or gradients became NaN/Inf at step {bad[0]}; stopped "
+          f"without saving it. The last good checkpoint is step "
+          f"{ckpt.latest_step()}. Lower the learning rate, check the data, "
+          "or set --config.on_nonfinite=skip to skip such steps.")
 
 
 def tx_lr(config, phase, local_step):

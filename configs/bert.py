@@ -114,6 +114,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # batches no longer depend on the host count (resume on more or fewer hosts).
   config.data_streams = -1
   config.peak_tflops = 0.0  # per-device peak for MFU (0: not reported)
+  config.on_nonfinite = "stop"  # NaN/Inf loss or grads: stop | skip the step
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # data parallel (-1: all remaining devices)

@@ -1,0 +1,185 @@
+"""Fault injection: NaNs, corrupt shards, a full disk, SIGKILL mid-run."""
+
+import errno
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+import tensorflow as tf
+
+from bert_jax import checkpointing
+from bert_jax import input_pipeline
+from bert_jax import interop
+from bert_jax import train
+from configs import bert as bert_config
+from data_prep import job
+from data_prep import pipeline
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, vocab_file, english_corpus):
+  d = tmp_path_factory.mktemp("data")
+  job.generate(pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=32,
+                                   max_predictions_per_seq=5, dupe_factor=1),
+               [english_corpus], job.Outputs(output_dir=str(d), num_shards=2))
+  return str(d)
+
+
+def _config(files, steps=6):
+  c = bert_config.get_config("tiny")
+  c.model.update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=32)
+  c.phase1.update(train_files=files, eval_files="", max_seq_length=32,
+                  max_predictions_per_seq=5, global_batch_size=8,
+                  num_steps=steps, warmup_steps=1, learning_rate=1e-3)
+  c.phase2.num_steps = 0
+  c.checkpoint.update(save_every=2, keep_last=10, keep_forever=(),
+                      async_save=False)
+  c.log_every = 1
+  c.shuffle_buffer = 1  # records in file order: the poisoned step is known
+  return c
+
+
+def _records(data, n):
+  path = sorted(pathlib.Path(data).glob("train-*"))[0]
+  return [r.numpy() for r in tf.data.TFRecordDataset(str(path)).take(n)]
+
+
+def _write(path, records):
+  with tf.io.TFRecordWriter(str(path)) as w:
+    for r in records:
+      w.write(r)
+
+
+def test_nonfinite_loss_stops_naming_the_step_or_is_skipped(data, tmp_path):
+  records = _records(data, 64)
+  ex = tf.train.Example.FromString(records[26])  # batch 8: step 4
+  ex.features.feature["masked_lm_weights"].float_list.value[0] = float("inf")
+  records[26] = ex.SerializeToString()
+  _write(tmp_path / "poisoned.tfrecord", records)
+  config = _config(str(tmp_path / "poisoned.tfrecord"))
+  with pytest.raises(train.NonFiniteError, match="NaN/Inf at step 4.*step 2"):
+    train.train_and_evaluate(config, str(tmp_path / "stop"))
+  ckpt = checkpointing.Checkpointer(str(tmp_path / "stop"), read_only=True)
+  assert ckpt.all_steps() == [2]  # nothing non-finite was saved
+  params, _, _, _ = interop.load_workdir(str(tmp_path / "stop"))
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
+  config.on_nonfinite = "skip"
+  result = train.train_and_evaluate(config, str(tmp_path / "skip"))
+  assert result["skipped_steps"] == [4]
+  params, _, _, _ = interop.load_workdir(str(tmp_path / "skip"))
+  assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
+  config.on_nonfinite = "ignore"
+  with pytest.raises(ValueError, match="stop or skip"):
+    train.train_and_evaluate(config, str(tmp_path / "bad"))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "bitflip"])
+def test_corrupt_shard_is_named(data, tmp_path, damage):
+  good, bad = tmp_path / "a.tfrecord", tmp_path / "b.tfrecord"
+  _write(good, _records(data, 40))
+  _write(bad, _records(data, 3))
+  raw = bad.read_bytes()
+  if damage == "truncate":
+    bad.write_bytes(raw[:len(raw) - 40])  # cut inside the last record
+  else:
+    flipped = bytearray(raw)
+    flipped[60] ^= 0xFF  # inside the first record's payload: CRC mismatch
+    bad.write_bytes(bytes(flipped))
+  with pytest.raises(input_pipeline.DataError, match=r"b\.tfrecord: corrupt"):
+    train.train_and_evaluate(_config(f"{good},{bad}"), str(tmp_path / "w"))
+
+
+def test_full_disk_while_saving_keeps_earlier_checkpoints(data, tmp_path,
+                                                          monkeypatch):
+  real = ocp.CheckpointManager.save
+
+  def full_at_4(self, step, *args, **kwargs):
+    if step == 4:
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", full_at_4)
+  config = _config(os.path.join(data, "train-*"))
+  workdir = str(tmp_path / "w")
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"step 4 .*No space left.*steps \[2\]"):
+    train.train_and_evaluate(config, workdir)
+  monkeypatch.setattr(ocp.CheckpointManager, "save", real)
+  assert train.train_and_evaluate(config, workdir)["train"][0]["step"] == 3
+
+
+CONFIG = '''
+from configs import bert
+
+def get_config():
+  c = bert.get_config("tiny")
+  c.model.update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=32)
+  c.phase1.update(train_files="{data}/train-*", eval_files="",
+                  max_seq_length=32, max_predictions_per_seq=5,
+                  global_batch_size=8, num_steps=10, warmup_steps=1)
+  c.phase2.num_steps = 0
+  c.checkpoint.update(save_every=1, keep_last=3, keep_forever=(),
+                      async_save=True)
+  c.log_every = 1
+  c.shuffle_buffer = 50
+  return c
+'''
+
+
+def _start(config, workdir):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu",
+         "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+  return subprocess.Popen(
+      [sys.executable, "-m", "bert_jax.main", f"--config={config}",
+       f"--workdir={workdir}"], cwd=ROOT, env=env, stderr=subprocess.PIPE,
+      stdout=subprocess.DEVNULL, text=True)
+
+
+def _kill_at(config, workdir, step):
+  proc = _start(config, workdir)
+  for line in proc.stderr:
+    if f"step {step}/10" in line:
+      proc.send_signal(signal.SIGKILL)
+      break
+  proc.wait(timeout=300)
+  assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_at_random_steps_then_resume_equals_uninterrupted(data,
+                                                                  tmp_path):
+  config = tmp_path / "cfg.py"
+  config.write_text(CONFIG.format(data=data))
+  whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
+  proc = _start(config, whole)
+  proc.communicate(timeout=300)
+  assert proc.returncode == 0
+  for step in sorted(random.Random(7).sample(range(2, 9), 2)):
+    _kill_at(config, cut, step)
+    # A write cut short leaves a temporary directory; it must be ignored.
+    latest = checkpointing.Checkpointer(cut, read_only=True).latest_step()
+    partial = pathlib.Path(cut, "checkpoints",
+                           f"{latest + 1}.orbax-checkpoint-tmp-1")
+    partial.mkdir(exist_ok=True)
+    (partial / "garbage").write_bytes(b"\x00" * 10)
+  proc = _start(config, cut)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  want, _, _, step_a = interop.load_workdir(whole)
+  got, _, _, step_b = interop.load_workdir(cut)
+  assert step_a == step_b == 10
+  for a, b in zip(jax.tree_util.tree_leaves(want),
+                  jax.tree_util.tree_leaves(got)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  shutil.rmtree(cut)
