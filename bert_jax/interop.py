@@ -195,12 +195,18 @@ def config_from_hf(hf: Mapping[str, Any], source: str) -> dict[str, Any]:
   if hf.get("tie_word_embeddings", True) is False:
     raise InteropError(f"{source}: tie_word_embeddings=false; BERT's MLM "
                        "decoder is tied to the word embeddings.")
-  out = {f: int(hf.get(f, getattr(models.BertConfig, f))) for f in SHAPE_FIELDS}
-  out.update(hidden_act=HF_TO_ACT[act],
-             hidden_dropout_prob=float(hf.get("hidden_dropout_prob", 0.1)),
+  return _model_fields(hf, HF_TO_ACT[act])
+
+
+def _model_fields(src: Mapping[str, Any], act: str) -> dict[str, Any]:
+  """Our model fields from a BERT config dict (HF's or Google's keys)."""
+  out = {f: int(src.get(f, getattr(models.BertConfig, f)))
+         for f in SHAPE_FIELDS}
+  out.update(hidden_act=act,
+             hidden_dropout_prob=float(src.get("hidden_dropout_prob", 0.1)),
              attention_probs_dropout_prob=float(
-                 hf.get("attention_probs_dropout_prob", 0.1)),
-             initializer_range=float(hf.get("initializer_range", 0.02)))
+                 src.get("attention_probs_dropout_prob", 0.1)),
+             initializer_range=float(src.get("initializer_range", 0.02)))
   return out
 
 
@@ -360,13 +366,7 @@ def config_from_google(google: Mapping[str, Any], source: str
   if act not in GOOGLE_ACT:
     raise InteropError(f"{source}: hidden_act={act!r}; expected one of "
                        f"{sorted(GOOGLE_ACT)}.")
-  out = {f: int(google[f]) for f in SHAPE_FIELDS}
-  out.update(hidden_act=GOOGLE_ACT[act],
-             hidden_dropout_prob=float(google.get("hidden_dropout_prob", 0.1)),
-             attention_probs_dropout_prob=float(
-                 google.get("attention_probs_dropout_prob", 0.1)),
-             initializer_range=float(google.get("initializer_range", 0.02)))
-  return out
+  return _model_fields(google, GOOGLE_ACT[act])
 
 
 def config_to_google(cfg: models.BertConfig) -> dict[str, Any]:

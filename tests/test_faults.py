@@ -20,6 +20,7 @@ from bert_jax import input_pipeline
 from bert_jax import interop
 from bert_jax import train
 from configs import bert as bert_config
+import tiny
 from data_prep import job
 from data_prep import pipeline
 
@@ -119,23 +120,8 @@ def test_full_disk_while_saving_keeps_earlier_checkpoints(data, tmp_path,
   assert train.train_and_evaluate(config, workdir)["train"][0]["step"] == 3
 
 
-CONFIG = '''
-from configs import bert
-
-def get_config():
-  c = bert.get_config("tiny")
-  c.model.update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=32)
-  c.phase1.update(train_files="{data}/train-*", eval_files="",
-                  max_seq_length=32, max_predictions_per_seq=5,
-                  global_batch_size=8, num_steps=10, warmup_steps=1)
-  c.phase2.num_steps = 0
-  c.checkpoint.update(save_every=1, keep_last=3, keep_forever=(),
-                      async_save=True)
-  c.log_every = 1
-  c.shuffle_buffer = 50
-  return c
-'''
+CONFIG_LINES = ("c.checkpoint.update(save_every=1, keep_last=3, keep_forever=(), "
+                "async_save=True)", "c.log_every = 1")
 
 
 def _start(config, workdir):
@@ -160,7 +146,7 @@ def _kill_at(config, workdir, step):
 def test_sigkill_at_random_steps_then_resume_equals_uninterrupted(data,
                                                                   tmp_path):
   config = tmp_path / "cfg.py"
-  config.write_text(CONFIG.format(data=data))
+  config.write_text(tiny.config_text(data, 10, 8, *CONFIG_LINES))
   whole, cut = str(tmp_path / "whole"), str(tmp_path / "cut")
   proc = _start(config, whole)
   proc.communicate(timeout=300)

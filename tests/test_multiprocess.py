@@ -21,28 +21,16 @@ from bert_jax import checkpointing
 from bert_jax import interop
 from data_prep import job
 from data_prep import pipeline
+import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-CONFIG = '''
-from configs import bert
-
-def get_config():
-  c = bert.get_config("tiny")
-  c.model.update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=32)
-  c.phase1.update(train_files="{data}/train-*", eval_files="{data}/eval-*",
-                  max_seq_length=32, max_predictions_per_seq=5,
-                  global_batch_size=16, num_steps=4, warmup_steps=1,
-                  learning_rate=1e-3)
-  c.phase2.num_steps = 0
-  c.data_streams = 2  # the same global batches for 1 or 2 processes
-  c.mesh.fsdp = 2  # parameters sharded across the two processes' devices
-  c.checkpoint.update(save_every=2, keep_forever=(), async_save=True)
-  c.log_every, c.eval_batch_size, c.eval_steps = 1, 8, 2
-  c.shuffle_buffer = 50
-  return c
-'''
+CONFIG_LINES = (
+    'c.phase1.update(eval_files="{data}/eval-*", learning_rate=1e-3)',
+    "c.data_streams = 2  # the same global batches for 1 or 2 processes",
+    "c.mesh.fsdp = 2  # parameters sharded across the processes' devices",
+    "c.checkpoint.update(save_every=2, keep_forever=(), async_save=True)",
+    "c.log_every, c.eval_batch_size, c.eval_steps = 1, 8, 2")
 
 
 def _free_port() -> int:
@@ -89,7 +77,8 @@ def runs(tmp_path_factory, vocab_file, english_corpus):
                [english_corpus], job.Outputs(output_dir=str(data),
                                              num_shards=4))
   config = tmp_path_factory.mktemp("cfg") / "mp_config.py"
-  config.write_text(CONFIG.format(data=data))
+  config.write_text(tiny.config_text(
+      data, 4, 16, *(l.format(data=data) for l in CONFIG_LINES)))
   single = str(tmp_path_factory.mktemp("single"))
   multi = str(tmp_path_factory.mktemp("multi"))
   port = _free_port()

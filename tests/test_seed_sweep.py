@@ -18,25 +18,12 @@ from configs import bert as bert_config
 from configs import multiberts
 from data_prep import job
 from data_prep import pipeline
+import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-CONFIG = '''
-from configs import bert
-
-def get_config():
-  c = bert.get_config("tiny")
-  c.model.update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=32)
-  c.phase1.update(train_files="{data}/train-*", eval_files="",
-                  max_seq_length=32, max_predictions_per_seq=5,
-                  global_batch_size=8, num_steps=3, warmup_steps=1)
-  c.phase2.num_steps = 0
-  c.checkpoint.update(save_every=100, keep_forever=((2, 2),),
-                      async_save=False)
-  c.shuffle_buffer = 50
-  return c
-'''
+CONFIG_LINES = ("c.checkpoint.update(save_every=100, keep_forever=((2, 2),), "
+                "async_save=False)",)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +37,7 @@ def data(tmp_path_factory, vocab_file, english_corpus):
 
 def _config(data, **seeds):
   ns = {}
-  exec(CONFIG.format(data=data), ns)  # pylint: disable=exec-used
+  exec(tiny.config_text(data, 3, 8, *CONFIG_LINES), ns)  # pylint: disable=exec-used
   c = ns["get_config"]()
   c.update(seeds)
   return c
@@ -99,7 +86,7 @@ def test_multiberts_recipe():
 def test_sweep_trains_each_seed_and_exports_every_kept_checkpoint(data,
                                                                   tmp_path):
   config = tmp_path / "sweep_config.py"
-  config.write_text(CONFIG.format(data=data))
+  config.write_text(tiny.config_text(data, 3, 8, *CONFIG_LINES))
   sweep = tmp_path / "sweep"
   args = [sys.executable, "-m", "bert_jax.seed_sweep", f"--config={config}",
           f"--sweep_dir={sweep}", "--seeds=0-1"]
