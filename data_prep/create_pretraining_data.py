@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 
 from absl import app
 from absl import flags
@@ -78,6 +79,10 @@ flags.DEFINE_integer("pool_tokens", 4_000_000, "Tokens per document pool: "
 flags.DEFINE_float("unit_mb", 32.0, "MB of input text per work unit.")
 flags.DEFINE_integer("vocab_size", 8192, "Size of the vocab trained when "
                      "--vocab_file is omitted.")
+flags.DEFINE_bool("shuffle_input_files", False, "Shuffle the input files "
+                  "(seeded by --random_seed) before cutting work units, so "
+                  "document pools, and NSP negatives, mix files from across "
+                  "the corpus rather than neighbours in glob order.")
 flags.DEFINE_float("default_corpus_mb", 6.0, "Size of the harvested default "
                    "corpus used when --input_file is omitted.")
 
@@ -126,6 +131,8 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
   files: list[str] = []
   if not FLAGS.tfds_name:
     files = corpus.expand_inputs(FLAGS.input_file or _default_corpus(out_dir))
+    if FLAGS.shuffle_input_files:
+      random.Random(FLAGS.random_seed).shuffle(files)
   vocab_file = FLAGS.vocab_file
   if not vocab_file:
     if FLAGS.tfds_name:

@@ -139,3 +139,27 @@ def test_cli_forked_workers_match_one_process(tmp_path, vocab_file,
     outputs.append([(out / s["file"]).read_bytes()
                     for s in meta["splits"]["train"]["shards"]])
   assert outputs[0] == outputs[1]
+
+
+def test_shuffle_input_files_is_seeded(tmp_path, vocab_file, english_lines):
+  """--shuffle_input_files mixes the corpus's files before units are cut:
+  a permutation fixed by --random_seed, recorded in the metadata."""
+  names = []
+  for i in range(6):
+    path = tmp_path / f"part-{i}.txt"
+    path.write_text("\n".join(english_lines[i * 40:(i + 1) * 40]) + "\n")
+    names.append(str(path))
+  env = dict(os.environ, PYTHONPATH=os.getcwd())
+  order = {}
+  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+    out = tmp_path / name
+    proc = subprocess.run(
+        [sys.executable, "-m", "data_prep.create_pretraining_data",
+         f"--input_file={tmp_path}/part-*.txt", f"--vocab_file={vocab_file}",
+         f"--output_dir={out}", "--shuffle_input_files",
+         f"--random_seed={seed}", "--dupe_factor=1"],
+        capture_output=True, text=True, env=env, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    order[name] = json.loads((out / "metadata.json").read_text())["inputs"]
+  assert sorted(order["a"]) == names and order["a"] != names
+  assert order["a"] == order["b"] and order["a"] != order["c"]
