@@ -69,6 +69,7 @@ setuptools.setup(
             "bert-jax-convert=bert_jax.convert:run",
             "bert-jax-extract-features=bert_jax.extract_features:run",
             "bert-jax-seed-sweep=bert_jax.seed_sweep:run",
+            "bert-jax-finetune=bert_jax.finetune:run",
             "bert-jax-stats=bert_jax.stats.cli:run",
         ],
     },

@@ -14,7 +14,6 @@ One example per input line; `sentence A ||| sentence B` makes a pair. Output
 from __future__ import annotations
 
 import json
-import re
 
 from absl import app
 from absl import flags
@@ -32,47 +31,6 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per forward pass.")
 _VOCAB = flags.DEFINE_string("vocab_file", None, "Default: the checkpoint's.")
 _LOWER = flags.DEFINE_enum("do_lower_case", "auto", ["auto", "true", "false"],
                            "Default: the checkpoint's.")
-
-_PAIR = re.compile(r"^(.*) \|\|\| (.*)$")
-
-
-def read_examples(lines: list[str]) -> list[tuple[str, str | None]]:
-  """(text_a, text_b or None) per line, split at ' ||| ' as Google does."""
-  out = []
-  for line in lines:
-    line = line.strip()
-    m = _PAIR.match(line)
-    out.append((line, None) if m is None else (m.group(1), m.group(2) or None))
-  return out
-
-
-def truncate_pair(a: list, b: list, max_length: int) -> None:
-  """Google's `_truncate_seq_pair`: pop from the end of the longer one."""
-  while len(a) + len(b) > max_length:
-    (a if len(a) > len(b) else b).pop()
-
-
-def featurize(examples, tokenizer, max_seq_length: int):
-  """[CLS] a [SEP] (b [SEP]) ids, segments and lengths."""
-  texts = [t for a, b in examples for t in ((a, b) if b else (a,))]
-  ids = iter(tokenizer.encode(texts))
-  rows, segs = [], []
-  for _, b in examples:
-    ta = list(next(ids))
-    tb = list(next(ids)) if b else []
-    if b:
-      truncate_pair(ta, tb, max_seq_length - 3)
-    else:
-      ta = ta[:max_seq_length - 2]
-    row = [tokenizer.cls_id, *ta, tokenizer.sep_id]
-    seg = [0] * len(row)
-    if b:
-      row += [*tb, tokenizer.sep_id]
-      seg += [1] * (len(tb) + 1)
-    rows.append(row)
-    segs.append(seg)
-  return rows, segs
-
 
 def extract(params, cfg, rows, segs, layers: list[int], max_seq_length: int,
             batch_size: int):
@@ -115,11 +73,13 @@ def write_jsonl(f, index: int, tokens: list[str], layers: list[int],
       for i, t in enumerate(tokens)]}) + "\n")
 
 
-def run(workdir, step, input_file, output_file, layers, max_seq_length,
-        batch_size, vocab_file=None, do_lower_case=None) -> int:
+def extract_file(workdir, step, input_file, output_file, layers,
+                 max_seq_length, batch_size, vocab_file=None,
+                 do_lower_case=None) -> int:
   """Reads, tokenizes, runs and writes; returns the number of examples."""
   from etils import epath  # pylint: disable=g-import-not-at-top
   from bert_jax import interop  # pylint: disable=g-import-not-at-top
+  from bert_jax import tasks  # pylint: disable=g-import-not-at-top
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
   params, cfg, meta, _ = interop.load_workdir(workdir, step)
   if max_seq_length > cfg.max_position_embeddings:
@@ -134,8 +94,8 @@ def run(workdir, step, input_file, output_file, layers, max_seq_length,
   tok = tokenization.load_tokenizer(
       vocab_file, lower if do_lower_case is None else do_lower_case)
   text = epath.Path(input_file).read_text(encoding="utf-8")
-  examples = read_examples(text.splitlines())
-  rows, segs = featurize(examples, tok, max_seq_length)
+  examples = tasks.read_examples(text.splitlines())
+  rows, segs = tasks.featurize(examples, tok, max_seq_length)
   vectors = extract(params, cfg, rows, segs, layers, max_seq_length,
                     batch_size)
   out = epath.Path(output_file)
@@ -168,8 +128,8 @@ def main(argv):
     raise app.UsageError(f"--layers={_LAYERS.value!r}: comma-separated "
                          "integers.") from e
   lower = None if _LOWER.value == "auto" else _LOWER.value == "true"
-  n = run(_WORKDIR.value, _STEP.value, _INPUT.value, _OUTPUT.value, layers,
-          _MAX_SEQ.value, _BATCH.value, _VOCAB.value, lower)
+  n = extract_file(_WORKDIR.value, _STEP.value, _INPUT.value, _OUTPUT.value,
+                   layers, _MAX_SEQ.value, _BATCH.value, _VOCAB.value, lower)
   print(json.dumps({"examples": n, "output_file": _OUTPUT.value}))
 
 

@@ -13,6 +13,7 @@ import torch
 import transformers
 
 from bert_jax import extract_features
+from bert_jax import tasks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 LINES = [
@@ -89,7 +90,7 @@ def test_npz_output_equals_jsonl(minilm, tmp_path):
   src.write_text("\n".join(LINES[:2]) + "\n")
   jsonl, npz = tmp_path / "o.jsonl", tmp_path / "o.npz"
   for out in (jsonl, npz):
-    extract_features.run(workdir, -1, str(src), str(out), [-1, -4], 32, 8)
+    extract_features.extract_file(workdir, -1, str(src), str(out), [-1, -4], 32, 8)
   arrays = np.load(npz)
   records = [json.loads(l) for l in jsonl.read_text().splitlines()]
   tokens = [f["token"] for r in records for f in r["features"]]
@@ -105,9 +106,9 @@ def test_npz_output_equals_jsonl(minilm, tmp_path):
 
 def test_truncation_and_pair_split_follow_google():
   a, b = list(range(10)), list(range(3))
-  extract_features.truncate_pair(a, b, 8)
+  tasks.truncate_pair(a, b, 8)
   assert (a, b) == ([0, 1, 2, 3, 4], [0, 1, 2])
-  assert extract_features.read_examples(
+  assert tasks.read_examples(
       ["x ||| y", "a|||b", "p ||| ", " solo "]) == [
           ("x", "y"), ("a|||b", None), ("p |||", None), ("solo", None)]
 
@@ -117,5 +118,5 @@ def test_bad_layers_are_named(minilm, tmp_path):
   src = tmp_path / "in.txt"
   src.write_text("hello\n")
   with pytest.raises(Exception, match="the model has 6 layers"):
-    extract_features.run(workdir, -1, str(src), str(tmp_path / "o.jsonl"),
+    extract_features.extract_file(workdir, -1, str(src), str(tmp_path / "o.jsonl"),
                          [-7], 16, 2)
