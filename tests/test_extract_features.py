@@ -12,7 +12,7 @@ import pytest
 import torch
 import transformers
 
-from bert_jax import extract_features
+from bert_jax import features
 from bert_jax import tasks
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -90,7 +90,7 @@ def test_npz_output_equals_jsonl(minilm, tmp_path):
   src.write_text("\n".join(LINES[:2]) + "\n")
   jsonl, npz = tmp_path / "o.jsonl", tmp_path / "o.npz"
   for out in (jsonl, npz):
-    extract_features.extract_file(workdir, -1, str(src), str(out), [-1, -4], 32, 8)
+    features.extract_file(workdir, -1, str(src), str(out), [-1, -4], 32, 8)
   arrays = np.load(npz)
   records = [json.loads(l) for l in jsonl.read_text().splitlines()]
   tokens = [f["token"] for r in records for f in r["features"]]
@@ -117,6 +117,6 @@ def test_bad_layers_are_named(minilm, tmp_path):
   _, workdir = minilm
   src = tmp_path / "in.txt"
   src.write_text("hello\n")
-  with pytest.raises(Exception, match="the model has 6 layers"):
-    extract_features.extract_file(workdir, -1, str(src), str(tmp_path / "o.jsonl"),
+  with pytest.raises(features.LayerError, match="the model has 6 layers"):
+    features.extract_file(workdir, -1, str(src), str(tmp_path / "o.jsonl"),
                          [-7], 16, 2)
