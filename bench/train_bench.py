@@ -6,7 +6,10 @@ r"""Training-step throughput, model TFLOP/s and MFU.
 Times the jitted train step (LAMB, dropout on, gathered MLM head) on synthetic
 batches of the given shape, after compilation and warm-up; the MFU
 denominator is the f32 matmul peak measured in the same run (a large
-`jnp.dot`, best of several), so figures compare across machines.
+`jnp.dot`, best of several), so figures compare across machines. With
+`--repeats=N` the step is timed N times (`--steps` steps each), each after the
+machine has gone quiet (`quiet.py`), and the fastest counts. `--prng` picks
+the dropout key's PRNG implementation (`config.dropout_prng`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import quiet  # pylint: disable=g-import-not-at-top
 from bert_jax import flops  # pylint: disable=g-import-not-at-top
 from bert_jax import models  # pylint: disable=g-import-not-at-top
 from bert_jax import optim  # pylint: disable=g-import-not-at-top
@@ -42,12 +48,7 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
   return 2 * n**3 / best / 1e12
 
 
-def bench(size: str, seq: int, preds: int, batch: int, steps: int,
-          dtype: str) -> dict:
-  c = bert_config.get_config(size)
-  c.model.dtype = dtype
-  cfg = models.BertConfig(**c.model.to_dict())
-  model = models.BertForPreTraining(cfg)
+def synthetic_batch(cfg, seq: int, preds: int, batch: int) -> dict:
   rng = np.random.default_rng(0)
   b = {"input_ids": rng.integers(5, cfg.vocab_size, (batch, seq)),
        "input_mask": np.ones((batch, seq)),
@@ -56,8 +57,50 @@ def bench(size: str, seq: int, preds: int, batch: int, steps: int,
        "masked_lm_ids": rng.integers(5, cfg.vocab_size, (batch, preds)),
        "masked_lm_weights": np.ones((batch, preds)),
        "next_sentence_labels": rng.integers(0, 2, (batch, 1))}
-  b = {k: jnp.asarray(v, jnp.float32 if k == "masked_lm_weights" else jnp.int32)
-       for k, v in b.items()}
+  return {k: jnp.asarray(v, jnp.float32 if k == "masked_lm_weights"
+                         else jnp.int32) for k, v in b.items()}
+
+
+def make_step(model, tx, prng: str = "default", mods=models):
+  """`train.make_train_step(model, tx, 1, 0, prng=...)`, or with `mods` (an
+  older `bert_jax.models`, e.g. git HEAD's) the same step computing its
+  losses from the logits, as that version's trainer did."""
+  prng = "threefry2x32" if prng == "default" else prng
+  if mods is models:
+    return train.make_train_step(model, tx, 1, 0, prng=prng)
+
+  def loss_fn(params, micro, rng):
+    mlm, nsp = model.apply({"params": params}, micro["input_ids"],
+                           micro["input_mask"], micro["segment_ids"],
+                           micro["masked_lm_positions"], deterministic=False,
+                           rngs={"dropout": rng})
+    m = mods.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
+                                micro["masked_lm_weights"],
+                                micro["next_sentence_labels"])
+    return m["loss"], m
+
+  def train_step(state, batch):
+    rng = jax.random.fold_in(train.dropout_key(0, prng), state["global_step"])
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, metrics), grads = grad_fn(state["params"], batch, rng)
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics["grad_norm"] = optax.tree.norm(grads)
+    return {"params": params, "opt_state": opt_state,
+            "global_step": state["global_step"] + 1}, metrics
+
+  return train_step
+
+
+def setup(size: str, seq: int, preds: int, batch: int, dtype: str = "float32",
+          prng: str = "default", mods=models, **model_overrides) -> dict:
+  """Model, state, jitted step and a synthetic batch (`mods`: the version of
+  `bert_jax.models` to use)."""
+  c = bert_config.get_config(size)
+  c.model.dtype = dtype
+  cfg = mods.BertConfig(**{**c.model.to_dict(), **model_overrides})
+  model = mods.BertForPreTraining(cfg)
+  b = synthetic_batch(cfg, seq, preds, batch)
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   params = nn.unbox(model.init(jax.random.PRNGKey(0), b["input_ids"],
                                b["input_mask"], b["segment_ids"],
@@ -65,15 +108,29 @@ def bench(size: str, seq: int, preds: int, batch: int, steps: int,
   tx = optim.lamb(optim.google_schedule(1e-4, 10, 1000))
   state = {"params": params, "opt_state": tx.init(params),
            "global_step": jnp.asarray(0, jnp.int32)}
-  step = jax.jit(train.make_train_step(model, tx, 1, 0), donate_argnums=0)
+  step = jax.jit(make_step(model, tx, prng, mods), donate_argnums=0)
+  return {"cfg": cfg, "model": model, "state": state, "step": step,
+          "batch": b}
+
+
+def bench(size: str, seq: int, preds: int, batch: int, steps: int,
+          dtype: str, prng: str = "default", repeats: int = 1,
+          max_other: float = 0.25, quiet_timeout: float = 60.0) -> dict:
+  """Fastest of `repeats` timings of `steps` steps each, after warm-up."""
+  c = setup(size, seq, preds, batch, dtype, prng)
+  step, state, b, cfg = c["step"], c["state"], c["batch"], c["cfg"]
   for _ in range(2):  # compile + warm up
     state, m = step(state, b)
   jax.block_until_ready(m)
-  t = time.perf_counter()
-  for _ in range(steps):
-    state, m = step(state, b)
-  jax.block_until_ready(m)
-  dt = (time.perf_counter() - t) / steps
+  dt = float("inf")
+  for _ in range(repeats):
+    if repeats > 1:
+      quiet.wait(max_other, quiet_timeout)
+    t = time.perf_counter()
+    for _ in range(steps):
+      state, m = step(state, b)
+    jax.block_until_ready(m)
+    dt = min(dt, (time.perf_counter() - t) / steps)
   fl = flops.training_flops_per_sequence(cfg, seq, preds) * batch
   return {"size": size, "seq": seq, "batch": batch, "step_s": dt,
           "seq_per_s": batch / dt, "tflops": fl / dt / 1e12}
@@ -87,12 +144,20 @@ def main():
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--dtype", default="float32")
+  p.add_argument("--prng", default="default",
+                 help="dropout key PRNG: default (the trainer's) | rbg | "
+                 "unsafe_rbg | threefry2x32")
+  p.add_argument("--repeats", type=int, default=1,
+                 help="timed passes of --steps steps; the fastest counts")
+  p.add_argument("--max_other", type=float, default=0.25)
+  p.add_argument("--quiet_timeout", type=float, default=60.0)
   a = p.parse_args()
   peak = matmul_peak()
   print(f"{jax.devices()[0].platform} x{jax.device_count()}: measured f32 "
         f"matmul peak {peak:.3f} TFLOP/s")
   for size in a.size.split(","):
-    r = bench(size, a.seq, a.preds, a.batch, a.steps, a.dtype)
+    r = bench(size, a.seq, a.preds, a.batch, a.steps, a.dtype, a.prng,
+              a.repeats, a.max_other, a.quiet_timeout)
     print(f"{size:>6} seq {r['seq']} batch {r['batch']}: {r['step_s']*1e3:8.1f}"
           f" ms/step, {r['seq_per_s']:8.1f} seq/s, {r['tflops']:.3f} TFLOP/s, "
           f"MFU {r['tflops'] / peak:.2f}", flush=True)

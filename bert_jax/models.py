@@ -265,16 +265,117 @@ class MaskedLMHead(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, hidden, word_embeddings):
+  def __call__(self, hidden, word_embeddings, labels=None):
+    """Logits [B, P, V]; with `labels` [B, P] instead (nll, hit) [B, P] from
+    `decoder_nll`, without materialising biased logits or log-probs."""
     cfg = self.cfg
     h = _dense(cfg, cfg.hidden_size, ("embed", "embed_out"),
                "transform_dense")(hidden)
     h = _ACTIVATIONS[cfg.hidden_act](h)
     h = _layer_norm("transform_LayerNorm")(h)
     bias = self.param("output_bias", _zeros(("vocab",)), (cfg.vocab_size,))
-    logits = jnp.einsum("bph,vh->bpv", h.astype(cfg.compute_dtype),
-                        word_embeddings.astype(cfg.compute_dtype))
-    return logits.astype(jnp.float32) + bias
+    h = h.astype(cfg.compute_dtype)
+    table = word_embeddings.astype(cfg.compute_dtype)
+    if labels is not None:
+      return decoder_nll(h, table, bias, labels.astype(jnp.int32))
+    return tied_decoder(h, table, bias)
+
+
+@jax.custom_vjp
+def tied_decoder(h, table, bias):
+  """MLM logits [B, P, V] = h · tableᵀ + bias, in float32.
+
+  Same values as the plain einsum; the custom backward pass only orders the
+  work so the V-sized cotangent is read as it lies: the table's gradient is
+  computed transposed (hᵀ · g, [H, V], then a cheap [H, V] transpose) and the
+  bias gradient as a matrix–vector product, instead of a transposed copy of
+  g and a slow column reduction over it.
+  """
+  return jnp.einsum("bph,vh->bpv", h, table,
+                    preferred_element_type=jnp.float32) + bias
+
+
+def _tied_decoder_fwd(h, table, bias):
+  return tied_decoder(h, table, bias), (h, table)
+
+
+def _tied_decoder_bwd(res, g):
+  h, table = res
+  gc = g.astype(h.dtype)
+  dh = jnp.einsum("bpv,vh->bph", gc, table)
+  dtable_t = jnp.einsum("bph,bpv->hv", h, gc,
+                        preferred_element_type=jnp.float32)
+  ones = jnp.ones(g.shape[:-1], g.dtype)
+  dbias = jnp.einsum("bp,bpv->v", ones, g)
+  return dh, dtable_t.T.astype(table.dtype), dbias
+
+
+tied_decoder.defvjp(_tied_decoder_fwd, _tied_decoder_bwd)
+
+
+@jax.custom_vjp
+def _label_nll(logits, labels):
+  """Per-position −log softmax(logits)[label], and whether the label's
+  logit is the row maximum (f32 [B, P] each).
+
+  Written for the [B, P, V] logits, which on CPU cost as much as the encoder
+  for small models: the forward pass reads them twice (max, then Σexp) and
+  picks the label's logit with a gather; the backward pass is one fused
+  softmax − one-hot pass.
+  """
+  return _label_nll_fwd(logits, labels)[0]
+
+
+def _label_nll_fwd(logits, labels):
+  row_max = jnp.max(logits, axis=-1)
+  lse = jnp.log(jnp.sum(jnp.exp(logits - row_max[..., None]), axis=-1)) + (
+      row_max)
+  picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
+  hit = (picked >= row_max).astype(jnp.float32)
+  return (lse - picked, hit), (logits, labels, lse)
+
+
+def _label_nll_bwd(res, g):
+  logits, labels, lse = res
+  g_nll = g[0][..., None]
+  vocab = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
+  onehot = (vocab == labels[..., None]).astype(logits.dtype)
+  return (jnp.exp(logits - lse[..., None]) - onehot) * g_nll, None
+
+
+_label_nll.defvjp(_label_nll_fwd, _label_nll_bwd)
+
+
+@jax.custom_vjp
+def decoder_nll(h, table, bias, labels):
+  """`_label_nll(tied_decoder(h, table, bias), labels)`, fused: the bias is
+  added inside the two reductions and the backward pass instead of in a pass
+  of its own, and the softmax − one-hot cotangent goes straight into the
+  decoder's gradient matmuls."""
+  return _decoder_nll_fwd(h, table, bias, labels)[0]
+
+
+def _decoder_nll_fwd(h, table, bias, labels):
+  z = jnp.einsum("bph,vh->bpv", h, table, preferred_element_type=jnp.float32)
+  row_max = jnp.max(z + bias, axis=-1)
+  lse = jnp.log(jnp.sum(jnp.exp(z + bias - row_max[..., None]), axis=-1)) + (
+      row_max)
+  picked = jnp.take_along_axis(z, labels[..., None], axis=-1)[..., 0] + (
+      bias[labels])
+  hit = (picked >= row_max).astype(jnp.float32)
+  return (lse - picked, hit), (h, table, bias, labels, z, lse)
+
+
+def _decoder_nll_bwd(res, g):
+  h, table, bias, labels, z, lse = res
+  vocab = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
+  onehot = (vocab == labels[..., None]).astype(z.dtype)
+  dz = (jnp.exp(z + bias - lse[..., None]) - onehot) * g[0][..., None]
+  dh, dtable, dbias = _tied_decoder_bwd((h, table), dz)
+  return dh, dtable, dbias, None
+
+
+decoder_nll.defvjp(_decoder_nll_fwd, _decoder_nll_bwd)
 
 
 class NextSentenceHead(nn.Module):
@@ -295,15 +396,18 @@ class BertForPreTraining(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions,
-               deterministic: bool = True):
-    """Returns (MLM logits [B, P, V], NSP logits [B, 2]), both float32."""
+               deterministic: bool = True, masked_lm_ids=None):
+    """Returns (MLM logits [B, P, V], NSP logits [B, 2]), both float32; with
+    `masked_lm_ids`, ((nll, hit) [B, P], NSP logits) instead, for training
+    (see `decoder_nll`); `pretraining_losses` takes either."""
     bert = Bert(self.cfg, name="bert")
     seq, pooled = bert(input_ids, input_mask, segment_ids, deterministic)
     gathered = jnp.take_along_axis(seq, masked_lm_positions[..., None], axis=1)
     table = bert.variables["params"]["embeddings"]["word_embeddings"][
         "embedding"]
     table = getattr(table, "value", table)  # unbox LogicallyPartitioned
-    mlm = MaskedLMHead(self.cfg, name="cls_predictions")(gathered, table)
+    mlm = MaskedLMHead(self.cfg, name="cls_predictions")(gathered, table,
+                                                          masked_lm_ids)
     nsp = NextSentenceHead(self.cfg, name="cls_seq_relationship")(pooled)
     return mlm, nsp
 
@@ -326,20 +430,26 @@ def flat_param_names(params: Any) -> dict[str, Any]:
   return flat
 
 
-def pretraining_losses(mlm_logits, nsp_logits, masked_lm_ids,
+def pretraining_losses(mlm, nsp_logits, masked_lm_ids,
                        masked_lm_weights, next_sentence_labels) -> dict:
   """Google's losses: MLM = Σ w·nll / (Σ w + 1e-5) over the batch, NSP = mean
-  NLL, total = their sum; plus weighted accuracies."""
-  logp = jax.nn.log_softmax(mlm_logits.astype(jnp.float32), axis=-1)
-  nll = -jnp.take_along_axis(logp, masked_lm_ids[..., None], axis=-1)[..., 0]
+  NLL, total = their sum; plus weighted accuracies (a masked position counts
+  as correct when its label's logit is the row maximum: Google's
+  argmax == label, except that an exact tie for the maximum also counts).
+  `mlm`: logits [B, P, V], or the (nll, hit) pair the model returns when
+  given `masked_lm_ids`."""
+  if isinstance(mlm, tuple):
+    nll, hit = mlm
+  else:
+    nll, hit = _label_nll(mlm.astype(jnp.float32),
+                          masked_lm_ids.astype(jnp.int32))
   w = masked_lm_weights.astype(jnp.float32)
   mlm_loss = jnp.sum(w * nll) / (jnp.sum(w) + 1e-5)
   labels = next_sentence_labels.reshape(-1)
   nsp_logp = jax.nn.log_softmax(nsp_logits.astype(jnp.float32), axis=-1)
   nsp_loss = -jnp.mean(jnp.take_along_axis(nsp_logp, labels[:, None],
                                            axis=-1))
-  mlm_acc = jnp.sum(w * (jnp.argmax(mlm_logits, -1) == masked_lm_ids)) / (
-      jnp.sum(w) + 1e-5)
+  mlm_acc = jnp.sum(w * hit) / (jnp.sum(w) + 1e-5)
   nsp_acc = jnp.mean(jnp.argmax(nsp_logits, -1) == labels)
   return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
           "nsp_loss": nsp_loss, "mlm_accuracy": mlm_acc,

@@ -114,15 +114,30 @@ class NonFiniteError(FloatingPointError):
   """The loss or the gradients became NaN/Inf."""
 
 
+def dropout_key(seed: int, prng: str = "threefry2x32"):
+  """The dropout key of step 0. threefry2x32 (JAX's default) gives the same
+  masks on any mesh; `rbg`/`unsafe_rbg` (XLA's RngBitGenerator) are much
+  cheaper on CPU and GPU but their masks may change with the sharding."""
+  if prng == "threefry2x32":
+    return jax.random.PRNGKey(seed)
+  if prng not in ("rbg", "unsafe_rbg"):
+    raise ValueError(f"config.dropout_prng={prng!r}: expected threefry2x32, "
+                     "rbg or unsafe_rbg.")
+  return jax.random.key(seed, impl=prng)
+
+
 def make_train_step(model, tx, accum: int, seed: int,
-                    skip_nonfinite: bool = False):
+                    skip_nonfinite: bool = False, prng: str = "threefry2x32"):
   """(state, batch) → (state, metrics); one optimizer update. Metric
   `nonfinite` is 1 when the loss or gradient norm is NaN/Inf; with
-  `skip_nonfinite` such a step leaves parameters and optimizer unchanged."""
+  `skip_nonfinite` such a step leaves parameters and optimizer unchanged;
+  `prng`: the dropout key's implementation (`dropout_key`)."""
+  key = dropout_key(seed, prng)
   def loss_fn(params, micro, rng):
     mlm, nsp = model.apply({"params": params}, micro["input_ids"],
                            micro["input_mask"], micro["segment_ids"],
                            micro["masked_lm_positions"], deterministic=False,
+                           masked_lm_ids=micro["masked_lm_ids"],
                            rngs={"dropout": rng})
     m = models.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
                                   micro["masked_lm_weights"],
@@ -130,7 +145,7 @@ def make_train_step(model, tx, accum: int, seed: int,
     return m["loss"], m
 
   def train_step(state, batch):
-    rng = jax.random.fold_in(jax.random.PRNGKey(seed), state["global_step"])
+    rng = jax.random.fold_in(key, state["global_step"])
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if accum == 1:
       (_, metrics), grads = grad_fn(state["params"], batch, rng)
@@ -319,7 +334,8 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
   skip = config.get("on_nonfinite", "stop") == "skip"
-  step_fn = jax.jit(make_train_step(model, tx, accum, init_seed(config), skip),
+  step_fn = jax.jit(make_train_step(model, tx, accum, init_seed(config), skip,
+                                    config.get("dropout_prng", "threefry2x32")),
                     in_shardings=(state_sh, data_sh),
                     out_shardings=(state_sh, None), donate_argnums=0)
   batches = input_pipeline.global_batches(
@@ -385,7 +401,8 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
             "config": config.to_json()}
     if local + 1 == pc.num_steps:
       watch.check(ckpt)
-    ckpt.save(step, state, meta, force=stop or local + 1 == pc.num_steps)
+    if ckpt.save(step, state, meta, force=stop or local + 1 == pc.num_steps):
+      writer.flush()  # the logged history survives a kill up to this save
     if stop:
       logging.warning("Stop requested: saved step %d; exiting.", step)
       ckpt.wait()

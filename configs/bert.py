@@ -45,6 +45,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.seed = 0  # initialisation + dropout and data order, unless split:
   config.init_seed = -1  # parameter init and dropout (-1: seed)
   config.data_seed = -1  # training-data order (-1: seed); masks are static
+  config.dropout_prng = "threefry2x32"  # | rbg | unsafe_rbg (faster masks)
   config.init_from = ""  # workdir (a run or `bert_jax.convert import_*`)
   config.init_from_step = -1  # its checkpoint to start from (-1: latest)
 

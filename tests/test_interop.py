@@ -128,7 +128,7 @@ def trained(tmp_path_factory, vocab_file, english_corpus):
                                    eval_fraction=0.1),
                [english_corpus], job.Outputs(output_dir=data, num_shards=1))
   workdir = str(tmp_path_factory.mktemp("run"))
-  config = _small_config(data, steps=120)
+  config = _small_config(data, steps=60)
   result = train.train_and_evaluate(config, workdir)
   return workdir, data, config, result
 
@@ -143,7 +143,7 @@ def _small_config(data, steps):
                   max_predictions_per_seq=5, global_batch_size=32,
                   num_steps=steps, warmup_steps=10, learning_rate=2e-2)
   c.phase2.num_steps = 0
-  c.checkpoint.update(save_every=1000, keep_forever=((60, 60),),
+  c.checkpoint.update(save_every=1000, keep_forever=((30, 30),),
                       async_save=False)
   c.log_every, c.eval_batch_size, c.eval_steps = 1, 16, 2
   c.shuffle_buffer = 200
@@ -160,11 +160,11 @@ def _cli(*args):
 def test_pretraining_heads_match_transformers(trained, tmp_path, vocab_file):
   workdir, _, _, _ = trained
   out = str(tmp_path / "hf")
-  rc, stdout, stderr = _cli("export_hf", f"--workdir={workdir}", "--step=60",
+  rc, stdout, stderr = _cli("export_hf", f"--workdir={workdir}", "--step=30",
                             f"--output_dir={out}")
   assert rc == 0, stderr
-  assert json.loads(stdout)["step"] == 60  # an intermediate checkpoint
-  params, cfg, _, _ = interop.load_workdir(workdir, 60)
+  assert json.loads(stdout)["step"] == 30  # an intermediate checkpoint
+  params, cfg, _, _ = interop.load_workdir(workdir, 30)
   ids, mask, seg = _encode(vocab_file)
   pos = np.array([[1, 2, 3]] * len(ids), np.int32)
   mlm, nsp = models.BertForPreTraining(cfg).apply({"params": params}, ids,
@@ -201,7 +201,7 @@ def test_training_continues_from_an_imported_checkpoint(trained, tmp_path):
   first_warm = warm["train"][0]["mlm_loss"]
   assert result["train"][0]["step"] == 1
   assert first_fresh > np.log(30522) - 0.5
-  assert first_warm < first_fresh - 2.5, (first_warm, first_fresh)
+  assert first_warm < first_fresh - 2.0, (first_warm, first_fresh)
   assert abs(warm["eval"]["eval_mlm_loss"] -
              result["eval"]["eval_mlm_loss"]) < 0.5
 

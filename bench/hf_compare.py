@@ -1,0 +1,239 @@
+r"""Our train step against Hugging Face `BertForPreTraining` (PyTorch, CPU).
+
+    python bench/hf_compare.py --size=tiny,base --seq=128 --preds=20 --batch=32
+    python bench/hf_compare.py --size=base --seq=512 --preds=80 --batch=8
+
+Both run in this one process on the same batch (same config, batch, sequence
+length and masked positions), float32, dropout on, one optimizer update per
+step:
+
+* ours: the jitted `train.make_train_step` exactly as the trainer builds it
+  (LAMB with global-norm clipping, MLM head on the gathered positions); with
+  `--ours_variants` also bench-local variants (`step_variants.py` tokens, e.g.
+  `rbg` or `head`), as extra rows.
+* HF: `transformers.BertForPreTraining` in train mode (its default attention
+  implementation, SDPA; `gelu_new` = the tanh GELU we use), `labels` = the
+  masked ids at the masked positions and -100 elsewhere, plus
+  `next_sentence_label`; `loss.backward()`, `clip_grad_norm_(1.0)` (the HF
+  Trainer's default) and `torch.optim.AdamW` (lr 1e-4, wd 0.01). As in HF's
+  own pretraining, the MLM head (transform + 30,522-way decoder) runs on
+  **all** B×T tokens and the -100 labels mask the loss.
+* HF, head gathered (extra row, for reference): the same HF modules and
+  optimizer, but the head applied only to the gathered masked positions
+  (`model.bert` → gather → `model.cls`), which is what we do.
+
+Timing: after warm-up the runners take turns (round-robin, `--rounds` rounds
+of `--steps` steps, order alternating), each round waiting for the shared
+machine to go quiet (`quiet.py`); each runner's fastest clean round counts.
+Torch uses as many threads as cores; XLA its default.
+
+MFU = model FLOP/s ÷ the f32 matmul peak measured in this run (the better of
+a JAX and a torch 2048² matmul). Model FLOPs (`bert_jax/flops.py`) count the
+MLM head on the masked positions only, for every runner (apples to apples);
+for HF the table also gives the FLOPs it actually executes, with the head on
+every token ("exec MFU").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+import torch  # pylint: disable=g-import-not-at-top
+import transformers  # pylint: disable=g-import-not-at-top
+
+import quiet  # pylint: disable=g-import-not-at-top
+import step_variants  # pylint: disable=g-import-not-at-top
+import train_bench  # pylint: disable=g-import-not-at-top
+from bert_jax import flops  # pylint: disable=g-import-not-at-top
+from bert_jax import models  # pylint: disable=g-import-not-at-top
+from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
+
+
+def make_batch(cfg, seq: int, preds: int, batch: int, seed: int = 0) -> dict:
+  """Synthetic full-length batch; `preds` distinct masked positions a row."""
+  rng = np.random.default_rng(seed)
+  pos = np.stack([np.sort(rng.choice(np.arange(1, seq), preds, replace=False))
+                  for _ in range(batch)])
+  return {"input_ids": rng.integers(5, cfg.vocab_size, (batch, seq)),
+          "input_mask": np.ones((batch, seq), np.int64),
+          "segment_ids": (np.arange(seq)[None] >= seq // 2).repeat(batch, 0),
+          "masked_lm_positions": pos,
+          "masked_lm_ids": rng.integers(5, cfg.vocab_size, (batch, preds)),
+          "masked_lm_weights": np.ones((batch, preds), np.float32),
+          "next_sentence_labels": rng.integers(0, 2, (batch, 1))}
+
+
+def torch_peak(n: int = 2048, repeats: int = 10) -> float:
+  a = torch.randn(n, n)
+  a @ a
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    a @ a
+    best = min(best, time.perf_counter() - t)
+  return 2 * n**3 / best / 1e12
+
+
+class Ours:
+  """Our jitted train step (as the trainer builds it, or a bench variant)."""
+
+  def __init__(self, size, seq, preds, batch, np_batch, variant="base"):
+    a = argparse.Namespace(size=size, seq=seq, preds=preds, batch=batch,
+                           dtype="float32")
+    c = step_variants.build(variant, a)
+    self.cfg = c["cfg"]
+    self.batch = {k: jnp.asarray(v, jnp.float32 if k == "masked_lm_weights"
+                                 else jnp.int32) for k, v in np_batch.items()}
+    self.step, self.state = c["compiled"], c["state"]
+    self.run(1)
+
+  def run(self, steps: int) -> float:
+    for _ in range(steps):
+      self.state, m = self.step(self.state, self.batch)
+    return float(jax.block_until_ready(m["loss"]))
+
+
+class HF:
+  """transformers.BertForPreTraining + AdamW, head on all tokens or gathered."""
+
+  def __init__(self, cfg, np_batch, gathered: bool):
+    torch.manual_seed(0)
+    hf_cfg = transformers.BertConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_hidden_layers,
+        num_attention_heads=cfg.num_attention_heads,
+        intermediate_size=cfg.intermediate_size,
+        hidden_act={"gelu": "gelu_new", "gelu_exact": "gelu"}[cfg.hidden_act],
+        hidden_dropout_prob=cfg.hidden_dropout_prob,
+        attention_probs_dropout_prob=cfg.attention_probs_dropout_prob,
+        max_position_embeddings=cfg.max_position_embeddings,
+        type_vocab_size=cfg.type_vocab_size,
+        initializer_range=cfg.initializer_range)
+    self.model = transformers.BertForPreTraining(hf_cfg).train()
+    self.gathered = gathered
+    self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4,
+                                 weight_decay=0.01)
+    b = {k: torch.as_tensor(np.asarray(v)) for k, v in np_batch.items()}
+    self.ids, self.mask = b["input_ids"].long(), b["input_mask"].long()
+    self.seg = b["segment_ids"].long()
+    self.pos = b["masked_lm_positions"].long()
+    self.mlm_ids = b["masked_lm_ids"].long()
+    self.nsp = b["next_sentence_labels"].reshape(-1).long()
+    labels = torch.full_like(self.ids, -100)
+    labels.scatter_(1, self.pos, self.mlm_ids)
+    self.labels = labels
+    self.run(1)
+
+  def loss(self):
+    if not self.gathered:
+      return self.model(input_ids=self.ids, attention_mask=self.mask,
+                        token_type_ids=self.seg, labels=self.labels,
+                        next_sentence_label=self.nsp).loss
+    seq, pooled = self.model.bert(input_ids=self.ids, attention_mask=self.mask,
+                                  token_type_ids=self.seg, return_dict=False)
+    idx = self.pos[..., None].expand(-1, -1, seq.shape[-1])
+    mlm, nsp = self.model.cls(torch.gather(seq, 1, idx), pooled)
+    ce = torch.nn.functional.cross_entropy
+    return ce(mlm.reshape(-1, mlm.shape[-1]), self.mlm_ids.reshape(-1)) + ce(
+        nsp, self.nsp)
+
+  def run(self, steps: int) -> float:
+    for _ in range(steps):
+      self.opt.zero_grad(set_to_none=True)
+      loss = self.loss()
+      loss.backward()
+      torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+      self.opt.step()
+    return float(loss.detach())
+
+
+def compare(size, seq, preds, batch, a) -> list[dict]:
+  c = bert_config.get_config(size)
+  cfg = models.BertConfig(**c.model.to_dict())
+  nb = make_batch(cfg, seq, preds, batch)
+  runners = {"ours": Ours(size, seq, preds, batch, nb)}
+  for v in filter(None, a.ours_variants.split(",")):
+    runners[f"ours: {v}"] = Ours(size, seq, preds, batch, nb, v)
+  runners["HF (head on all tokens)"] = HF(cfg, nb, gathered=False)
+  if a.hf_gathered:
+    runners["HF, head gathered"] = HF(cfg, nb, gathered=True)
+  times = {k: [] for k in runners}
+  all_times = {k: [] for k in runners}
+  names = list(runners)
+  for r in range(a.rounds):
+    for n in names if r % 2 == 0 else names[::-1]:
+      quiet.wait(a.max_other, a.quiet_timeout)
+      m = quiet.Meter().start()
+      t = time.perf_counter()
+      runners[n].run(a.steps)
+      dt = (time.perf_counter() - t) / a.steps
+      all_times[n].append(dt)
+      if m.stop() < a.max_other:
+        times[n].append(dt)
+  quiet.wait(a.max_other, a.quiet_timeout)
+  peak_j, peak_t = train_bench.matmul_peak(), torch_peak()
+  peak = max(peak_j, peak_t)
+  model_fl = flops.training_flops_per_sequence(cfg, seq, preds) * batch
+  exec_fl = flops.training_flops_per_sequence(cfg, seq, seq) * batch
+  rows = []
+  ours_t = min(times["ours"] or all_times["ours"])
+  for n in names:
+    t = min(times[n] or all_times[n])
+    row = {"size": size, "seq": seq, "batch": batch, "preds": preds,
+           "runner": n, "step_s": t, "seq_per_s": batch / t,
+           "mfu": model_fl / t / 1e12 / peak, "clean": len(times[n]),
+           "rounds": len(all_times[n]), "ours_speedup": t / ours_t,
+           "peak_jax": peak_j, "peak_torch": peak_t}
+    if n.startswith("HF") and "gathered" not in n:
+      row["exec_mfu"] = exec_fl / t / 1e12 / peak
+    rows.append(row)
+  return rows
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--size", default="tiny,base")
+  p.add_argument("--seq", type=int, default=128)
+  p.add_argument("--preds", type=int, default=20)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--steps", type=int, default=1)
+  p.add_argument("--ours_variants", default="",
+                 help="extra rows: step_variants tokens, e.g. head,rbg")
+  p.add_argument("--hf_gathered", type=int, default=1,
+                 help="also time HF with the head on gathered positions")
+  p.add_argument("--max_other", type=float, default=0.25)
+  p.add_argument("--quiet_timeout", type=float, default=60.0)
+  a = p.parse_args()
+  torch.set_num_threads(os.cpu_count())
+  print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"transformers {transformers.__version__}, jax {jax.__version__}")
+  print("| model | seq | batch | preds | runner | ms/step | seq/s | ours' "
+        "speed-up over it | MFU (model FLOPs) | exec MFU (full head) | clean "
+        "rounds |")
+  print("|---|---|---|---|---|---|---|---|---|---|---|")
+  for size in a.size.split(","):
+    rows = compare(size, a.seq, a.preds, a.batch, a)
+    for r in rows:
+      ex = f"{r['exec_mfu']:.2f}" if "exec_mfu" in r else "–"
+      print(f"| {r['size']} | {r['seq']} | {r['batch']} | {r['preds']} | "
+            f"{r['runner']} | {r['step_s'] * 1e3:,.0f} | {r['seq_per_s']:.2f} "
+            f"| {r['ours_speedup']:.2f}× | {r['mfu']:.2f} | {ex} | "
+            f"{r['clean']}/{r['rounds']} |", flush=True)
+    print(f"  (matmul peak: jax {rows[0]['peak_jax']:.3f}, torch "
+          f"{rows[0]['peak_torch']:.3f} TFLOP/s; MFU uses the larger)",
+          flush=True)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,143 @@
+r"""A/B timing of train-step variants in one process, interleaved.
+
+    python bench/step_variants.py --size=base --variants=head,base,rbg
+    python bench/step_variants.py --size=tiny --rounds=5 --steps=3
+
+On a shared, noisy machine, timings taken minutes apart in separate processes
+differ by more than the effects measured here. This compiles every variant of
+the same step up front, then times them round-robin (`--rounds` rounds of
+`--steps` steps each; the order alternates between rounds) and reports each
+variant's fastest round, so every variant sees the same conditions. Each
+round first waits (up to `--quiet_timeout` s) for other processes to go quiet,
+and a round during which they used more than `--max_other` cores does not
+count (the table says how many rounds were clean; with none, all count).
+
+A variant is `+`-joined tokens:
+  base          train.make_train_step as the trainer builds it (threefry)
+  head          bert_jax/models.py as committed (git HEAD) instead of the
+                working tree's: model and losses (for before/after tables)
+  rbg / unsafe_rbg / threefry   the dropout key's `jax.random` implementation
+  xla_reduce    YNN only for dots: reductions by XLA's own emitter
+  xla_dot       no YNN at all (XLA/Eigen dots)
+  onednn        oneDNN dots instead of YNN
+  vec512        xla_cpu_prefer_vector_width=512
+Each variant prints its loss after two steps: identical numerics give the
+same loss; other dropout PRNGs give different masks, hence other losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import git_head  # pylint: disable=g-import-not-at-top
+import quiet  # pylint: disable=g-import-not-at-top
+import train_bench  # pylint: disable=g-import-not-at-top
+from bert_jax import flops  # pylint: disable=g-import-not-at-top
+
+_COMPILER = {
+    "xla_reduce": {"xla_cpu_experimental_ynn_fusion_type":
+                   "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"},
+    "xla_dot": {"xla_cpu_experimental_ynn_fusion_type": ""},
+    "onednn": {"xla_cpu_experimental_ynn_fusion_type": "",
+               "xla_cpu_use_onednn": True,
+               "xla_cpu_experimental_onednn_fusion_type":
+               "LIBRARY_FUSION_TYPE_DOT"},
+    "vec512": {"xla_cpu_prefer_vector_width": 512},
+}
+_PRNG = {"rbg": "rbg", "unsafe_rbg": "unsafe_rbg", "threefry": "threefry2x32"}
+
+
+def build(variant: str, a) -> dict:
+  opts, prng, mods = {}, "default", train_bench.models
+  for tok in variant.split("+"):
+    if tok == "base":
+      continue
+    if tok == "head":
+      mods = git_head.module("bert_jax/models.py")
+    elif tok in _PRNG:
+      prng = _PRNG[tok]
+    elif tok in _COMPILER:
+      opts.update(_COMPILER[tok])
+    else:
+      raise ValueError(f"unknown variant token {tok!r}")
+  c = train_bench.setup(a.size, a.seq, a.preds, a.batch, a.dtype, prng, mods)
+  t = time.perf_counter()
+  c["compiled"] = c["step"].lower(c["state"], c["batch"]).compile(
+      compiler_options=opts or None)
+  c["compile_s"] = time.perf_counter() - t
+  state, m = c["compiled"](c["state"], c["batch"])
+  state, m = c["compiled"](state, c["batch"])
+  c["state"], c["loss"] = state, float(m["loss"])
+  c["times"], c["all_times"] = [], []
+  return c
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--size", default="tiny")
+  p.add_argument("--seq", type=int, default=128)
+  p.add_argument("--preds", type=int, default=20)
+  p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--dtype", default="float32")
+  p.add_argument("--variants", default="head,base")
+  p.add_argument("--rounds", type=int, default=4)
+  p.add_argument("--steps", type=int, default=2)
+  p.add_argument("--max_other", type=float, default=0.25,
+                 help="a round counts only if other processes used fewer "
+                 "cores than this meanwhile (see quiet.py)")
+  p.add_argument("--quiet_timeout", type=float, default=60.0,
+                 help="seconds to wait for a quiet machine before a round")
+  a = p.parse_args()
+  names = a.variants.split(",")
+  vs = {}
+  for n in names:
+    vs[n] = build(n, a)
+    print(f"compiled {n} in {vs[n]['compile_s']:.1f} s; loss after 2 steps "
+          f"{vs[n]['loss']:.5f}", flush=True)
+  quiet.wait(a.max_other, a.quiet_timeout)
+  peak = train_bench.matmul_peak()
+  for r in range(a.rounds):
+    for n in (names if r % 2 == 0 else names[::-1]):
+      c = vs[n]
+      state = c["state"]
+      quiet.wait(a.max_other, a.quiet_timeout)
+      meter = quiet.Meter().start()
+      t = time.perf_counter()
+      for _ in range(a.steps):
+        state, m = c["compiled"](state, c["batch"])
+      jax.block_until_ready(m)
+      dt = (time.perf_counter() - t) / a.steps
+      other = meter.stop()
+      c["all_times"].append(dt)
+      if other < a.max_other:
+        c["times"].append(dt)
+      c["state"] = state
+    quiet.wait(a.max_other, a.quiet_timeout)
+    peak = max(peak, train_bench.matmul_peak(repeats=3))
+  cfg = vs[names[0]]["cfg"]
+  fl = flops.training_flops_per_sequence(cfg, a.seq, a.preds) * a.batch
+  base = min(vs[names[0]]["times"] or vs[names[0]]["all_times"])
+  print(f"{a.size} seq {a.seq} batch {a.batch} preds {a.preds}; matmul peak "
+        f"(best seen) {peak:.3f} TFLOP/s; {a.rounds} rounds × {a.steps} steps")
+  print(f"| variant | best ms/step | median ms/step | seq/s | MFU | speed vs "
+        f"{names[0]} |")
+  print("|---|---|---|---|---|---|")
+  for n in names:
+    t = vs[n]["times"] or vs[n]["all_times"]
+    print(f"| {n} ({len(vs[n]['times'])}/{len(vs[n]['all_times'])} clean) | "
+          f"{min(t) * 1e3:,.0f} | {np.median(t) * 1e3:,.0f} | "
+          f"{a.batch / min(t):.2f} | {fl / min(t) / 1e12 / peak:.2f} | "
+          f"{base / min(t):.2f}× |")
+
+
+if __name__ == "__main__":
+  main()
