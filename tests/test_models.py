@@ -149,3 +149,79 @@ def test_bad_config_and_inputs():
   long = jnp.zeros((1, 41), jnp.int32)
   with pytest.raises(ValueError, match="max_position_embeddings=40"):
     model.apply({"params": params}, long, long, long, pos[:1])
+
+
+def _plain_losses(params, model, inputs, labels, weights, nsp_labels):
+  """Google's losses by plain autodiff: einsum decoder, log_softmax, argmax."""
+  mlm, nsp = model.apply({"params": params}, *inputs)
+  table = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+  del mlm
+  seq, _ = models.Bert(model.cfg).apply({"params": params["bert"]},
+                                        *inputs[:3])
+  head = params["cls_predictions"]
+  h = jnp.take_along_axis(seq, inputs[3][..., None], axis=1)
+  h = h @ head["transform_dense"]["kernel"] + head["transform_dense"]["bias"]
+  h = jax.nn.gelu(h, approximate=True)
+  mu, var = h.mean(-1, keepdims=True), h.var(-1, keepdims=True)
+  ln = head["transform_LayerNorm"]
+  h = (h - mu) / jnp.sqrt(var + 1e-12) * ln["scale"] + ln["bias"]
+  logits = jnp.einsum("bph,vh->bpv", h, table) + head["output_bias"]
+  logp = jax.nn.log_softmax(logits)
+  nll = -jnp.take_along_axis(logp, labels[..., None], -1)[..., 0]
+  mlm_loss = jnp.sum(weights * nll) / (jnp.sum(weights) + 1e-5)
+  nsp_loss = -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(nsp),
+                                           nsp_labels, -1))
+  acc = jnp.sum(weights * (jnp.argmax(logits, -1) == labels)) / (
+      jnp.sum(weights) + 1e-5)
+  return mlm_loss + nsp_loss, acc
+
+
+def test_fused_mlm_loss_and_gradients_equal_plain_autodiff():
+  """The training path (decoder + cross-entropy with hand-written VJPs) and
+  the logits path give the loss, accuracy and every gradient of the plain
+  formulation."""
+  model, params, inputs = _init()
+  rng = np.random.default_rng(1)
+  labels = jnp.asarray(rng.integers(0, CFG.vocab_size, (3, 5)), jnp.int32)
+  weights = jnp.asarray(rng.random((3, 5)) > 0.3, jnp.float32)
+  nsp_labels = jnp.asarray(rng.integers(0, 2, (3, 1)), jnp.int32)
+
+  def ours(p, fused):
+    mlm, nsp = model.apply({"params": p}, *inputs,
+                           masked_lm_ids=labels if fused else None)
+    m = models.pretraining_losses(mlm, nsp, labels, weights, nsp_labels)
+    return m["loss"], m["mlm_accuracy"]
+
+  (want, want_acc), want_g = jax.jit(jax.value_and_grad(
+      lambda p: _plain_losses(p, model, inputs, labels, weights, nsp_labels),
+      has_aux=True))(params)
+  for fused in (True, False):
+    (got, acc), g = jax.jit(jax.value_and_grad(ours, has_aux=True),
+                            static_argnums=1)(params, fused)
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert float(acc) == float(want_acc)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g),
+                            jax.tree_util.tree_leaves(want_g)):
+      scale = float(jnp.max(jnp.abs(b))) + 1e-3  # key biases: grad ≈ 0
+      np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(b) / scale,
+                                 atol=2e-5, err_msg=str(path))
+
+
+def test_dropout_prng_choices():
+  """config.dropout_prng: every implementation drives Flax dropout
+  deterministically (same key → same masks), each with its own masks."""
+  from bert_jax import train  # pylint: disable=g-import-not-at-top
+  cfg = models.BertConfig(**{**CFG.__dict__, "hidden_dropout_prob": 0.5})
+  model, params, inputs = _init(cfg)
+
+  def out(prng):
+    key = jax.random.fold_in(train.dropout_key(3, prng), 7)
+    return np.asarray(model.apply({"params": params}, *inputs,
+                                  deterministic=False,
+                                  rngs={"dropout": key})[0])
+  outs = {p: out(p) for p in ("threefry2x32", "rbg", "unsafe_rbg")}
+  for p, o in outs.items():
+    np.testing.assert_array_equal(o, out(p))
+  assert not np.allclose(outs["threefry2x32"], outs["rbg"])
+  with pytest.raises(ValueError, match="config.dropout_prng='philox'"):
+    train.dropout_key(0, "philox")
