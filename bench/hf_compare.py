@@ -4,8 +4,8 @@ r"""Our train step against Hugging Face `BertForPreTraining` (PyTorch, CPU).
     python bench/hf_compare.py --size=base --seq=512 --preds=80 --batch=8
 
 Both run in this one process on the same batch (same config, batch, sequence
-length and masked positions), float32, dropout on, one optimizer update per
-step:
+length and masked positions), float32 (or both in bfloat16 mixed precision,
+`--dtype=bfloat16`), dropout on, one optimizer update per step:
 
 * ours: the jitted `train.make_train_step` exactly as the trainer builds it
   (LAMB with global-norm clipping, MLM head on the gathered positions); with
@@ -27,8 +27,8 @@ of `--steps` steps, order alternating), each round waiting for the shared
 machine to go quiet (`quiet.py`); each runner's fastest clean round counts.
 Torch uses as many threads as cores; XLA its default.
 
-MFU = model FLOP/s ÷ the f32 matmul peak measured in this run (the better of
-a JAX and a torch 2048² matmul). Model FLOPs (`bert_jax/flops.py`) count the
+MFU = model FLOP/s ÷ the matmul peak measured in this run in the same dtype
+(the better of a JAX and a torch 2048² matmul). Model FLOPs (`bert_jax/flops.py`) count the
 MLM head on the masked positions only, for every runner (apples to apples);
 for HF the table also gives the FLOPs it actually executes, with the head on
 every token ("exec MFU").
@@ -73,8 +73,9 @@ def make_batch(cfg, seq: int, preds: int, batch: int, seed: int = 0) -> dict:
           "next_sentence_labels": rng.integers(0, 2, (batch, 1))}
 
 
-def torch_peak(n: int = 2048, repeats: int = 10) -> float:
-  a = torch.randn(n, n)
+def torch_peak(n: int = 2048, repeats: int = 10,
+               dtype: str = "float32") -> float:
+  a = torch.randn(n, n).to(getattr(torch, dtype))
   a @ a
   best = float("inf")
   for _ in range(repeats):
@@ -87,9 +88,10 @@ def torch_peak(n: int = 2048, repeats: int = 10) -> float:
 class Ours:
   """Our jitted train step (as the trainer builds it, or a bench variant)."""
 
-  def __init__(self, size, seq, preds, batch, np_batch, variant="base"):
+  def __init__(self, size, seq, preds, batch, np_batch, variant="base",
+               dtype="float32"):
     a = argparse.Namespace(size=size, seq=seq, preds=preds, batch=batch,
-                           dtype="float32")
+                           dtype=dtype)
     c = step_variants.build(variant, a)
     self.cfg = c["cfg"]
     self.batch = {k: jnp.asarray(v, jnp.float32 if k == "masked_lm_weights"
@@ -106,8 +108,9 @@ class Ours:
 class HF:
   """transformers.BertForPreTraining + AdamW, head on all tokens or gathered."""
 
-  def __init__(self, cfg, np_batch, gathered: bool):
+  def __init__(self, cfg, np_batch, gathered: bool, dtype="float32"):
     torch.manual_seed(0)
+    self.autocast = dtype == "bfloat16"
     hf_cfg = transformers.BertConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_hidden_layers,
@@ -150,7 +153,8 @@ class HF:
   def run(self, steps: int) -> float:
     for _ in range(steps):
       self.opt.zero_grad(set_to_none=True)
-      loss = self.loss()
+      with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+        loss = self.loss()
       loss.backward()
       torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
       self.opt.step()
@@ -161,12 +165,13 @@ def compare(size, seq, preds, batch, a) -> list[dict]:
   c = bert_config.get_config(size)
   cfg = models.BertConfig(**c.model.to_dict())
   nb = make_batch(cfg, seq, preds, batch)
-  runners = {"ours": Ours(size, seq, preds, batch, nb)}
+  d = a.dtype
+  runners = {"ours": Ours(size, seq, preds, batch, nb, dtype=d)}
   for v in filter(None, a.ours_variants.split(",")):
-    runners[f"ours: {v}"] = Ours(size, seq, preds, batch, nb, v)
-  runners["HF (head on all tokens)"] = HF(cfg, nb, gathered=False)
+    runners[f"ours: {v}"] = Ours(size, seq, preds, batch, nb, v, d)
+  runners["HF (head on all tokens)"] = HF(cfg, nb, gathered=False, dtype=d)
   if a.hf_gathered:
-    runners["HF, head gathered"] = HF(cfg, nb, gathered=True)
+    runners["HF, head gathered"] = HF(cfg, nb, gathered=True, dtype=d)
   times = {k: [] for k in runners}
   all_times = {k: [] for k in runners}
   names = list(runners)
@@ -181,7 +186,8 @@ def compare(size, seq, preds, batch, a) -> list[dict]:
       if m.stop() < a.max_other:
         times[n].append(dt)
   quiet.wait(a.max_other, a.quiet_timeout)
-  peak_j, peak_t = train_bench.matmul_peak(), torch_peak()
+  peak_j = train_bench.matmul_peak(dtype=a.dtype)
+  peak_t = torch_peak(dtype=a.dtype)
   peak = max(peak_j, peak_t)
   model_fl = flops.training_flops_per_sequence(cfg, seq, preds) * batch
   exec_fl = flops.training_flops_per_sequence(cfg, seq, seq) * batch
@@ -206,6 +212,10 @@ def main():
   p.add_argument("--seq", type=int, default=128)
   p.add_argument("--preds", type=int, default=20)
   p.add_argument("--batch", type=int, default=32)
+  p.add_argument("--dtype", default="float32",
+                 help="float32, or bfloat16: ours with model.dtype=bfloat16 "
+                 "(fp32 params), HF under torch.autocast(bfloat16); MFU then "
+                 "against the bf16 matmul peak")
   p.add_argument("--rounds", type=int, default=3)
   p.add_argument("--steps", type=int, default=1)
   p.add_argument("--ours_variants", default="",

@@ -14,8 +14,9 @@ count (the table says how many rounds were clean; with none, all count).
 
 A variant is `+`-joined tokens:
   base          train.make_train_step as the trainer builds it (threefry)
-  head          bert_jax/models.py as committed (git HEAD) instead of the
-                working tree's: model and losses (for before/after tables)
+  head          bert_jax/models.py as committed at --head_rev (default git
+                HEAD) instead of the working tree's: model and losses, losses
+                from the logits (for before/after tables)
   rbg / unsafe_rbg / threefry   the dropout key's `jax.random` implementation
   xla_reduce    YNN only for dots: reductions by XLA's own emitter
   xla_dot       no YNN at all (XLA/Eigen dots)
@@ -62,7 +63,7 @@ def build(variant: str, a) -> dict:
     if tok == "base":
       continue
     if tok == "head":
-      mods = git_head.module("bert_jax/models.py")
+      mods = git_head.module("bert_jax/models.py", a.head_rev)
     elif tok in _PRNG:
       prng = _PRNG[tok]
     elif tok in _COMPILER:
@@ -89,6 +90,8 @@ def main():
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--dtype", default="float32")
   p.add_argument("--variants", default="head,base")
+  p.add_argument("--head_rev", default="HEAD",
+                 help="the git revision the `head` variant takes models.py from")
   p.add_argument("--rounds", type=int, default=4)
   p.add_argument("--steps", type=int, default=2)
   p.add_argument("--max_other", type=float, default=0.25,
@@ -104,7 +107,7 @@ def main():
     print(f"compiled {n} in {vs[n]['compile_s']:.1f} s; loss after 2 steps "
           f"{vs[n]['loss']:.5f}", flush=True)
   quiet.wait(a.max_other, a.quiet_timeout)
-  peak = train_bench.matmul_peak()
+  peak = train_bench.matmul_peak(dtype=a.dtype)
   for r in range(a.rounds):
     for n in (names if r % 2 == 0 else names[::-1]):
       c = vs[n]
@@ -122,7 +125,7 @@ def main():
         c["times"].append(dt)
       c["state"] = state
     quiet.wait(a.max_other, a.quiet_timeout)
-    peak = max(peak, train_bench.matmul_peak(repeats=3))
+    peak = max(peak, train_bench.matmul_peak(repeats=3, dtype=a.dtype))
   cfg = vs[names[0]]["cfg"]
   fl = flops.training_flops_per_sequence(cfg, a.seq, a.preds) * a.batch
   base = min(vs[names[0]]["times"] or vs[names[0]]["all_times"])

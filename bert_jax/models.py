@@ -291,8 +291,7 @@ def tied_decoder(h, table, bias):
   bias gradient as a matrix–vector product, instead of a transposed copy of
   g and a slow column reduction over it.
   """
-  return jnp.einsum("bph,vh->bpv", h, table,
-                    preferred_element_type=jnp.float32) + bias
+  return jnp.einsum("bph,vh->bpv", h, table).astype(jnp.float32) + bias
 
 
 def _tied_decoder_fwd(h, table, bias):
@@ -303,8 +302,7 @@ def _tied_decoder_bwd(res, g):
   h, table = res
   gc = g.astype(h.dtype)
   dh = jnp.einsum("bpv,vh->bph", gc, table)
-  dtable_t = jnp.einsum("bph,bpv->hv", h, gc,
-                        preferred_element_type=jnp.float32)
+  dtable_t = jnp.einsum("bph,bpv->hv", h, gc)
   ones = jnp.ones(g.shape[:-1], g.dtype)
   dbias = jnp.einsum("bp,bpv->v", ones, g)
   return dh, dtable_t.T.astype(table.dtype), dbias
@@ -356,7 +354,8 @@ def decoder_nll(h, table, bias, labels):
 
 
 def _decoder_nll_fwd(h, table, bias, labels):
-  z = jnp.einsum("bph,vh->bpv", h, table, preferred_element_type=jnp.float32)
+  # Products in the compute dtype (XLA:CPU has no bf16 × bf16 → f32 dot).
+  z = jnp.einsum("bph,vh->bpv", h, table).astype(jnp.float32)
   row_max = jnp.max(z + bias, axis=-1)
   lse = jnp.log(jnp.sum(jnp.exp(z + bias - row_max[..., None]), axis=-1)) + (
       row_max)
