@@ -281,88 +281,41 @@ class MaskedLMHead(nn.Module):
     return tied_decoder(h, table, bias)
 
 
-@jax.custom_vjp
 def tied_decoder(h, table, bias):
-  """MLM logits [B, P, V] = h · tableᵀ + bias, in float32.
-
-  Same values as the plain einsum; the custom backward pass only orders the
-  work so the V-sized cotangent is read as it lies: the table's gradient is
-  computed transposed (hᵀ · g, [H, V], then a cheap [H, V] transpose) and the
-  bias gradient as a matrix–vector product, instead of a transposed copy of
-  g and a slow column reduction over it.
-  """
+  """MLM logits [B, P, V] = h · tableᵀ + bias, in float32 (products in the
+  compute dtype: XLA:CPU has no bf16 × bf16 → f32 dot)."""
   return jnp.einsum("bph,vh->bpv", h, table).astype(jnp.float32) + bias
 
 
-def _tied_decoder_fwd(h, table, bias):
-  return tied_decoder(h, table, bias), (h, table)
-
-
-def _tied_decoder_bwd(res, g):
-  h, table = res
-  gc = g.astype(h.dtype)
-  dh = jnp.einsum("bpv,vh->bph", gc, table)
-  dtable_t = jnp.einsum("bph,bpv->hv", h, gc)
-  ones = jnp.ones(g.shape[:-1], g.dtype)
-  dbias = jnp.einsum("bp,bpv->v", ones, g)
-  return dh, dtable_t.T.astype(table.dtype), dbias
-
-
-tied_decoder.defvjp(_tied_decoder_fwd, _tied_decoder_bwd)
-
-
-@jax.custom_vjp
-def _label_nll(logits, labels):
-  """Per-position −log softmax(logits)[label], and whether the label's
-  logit is the row maximum (f32 [B, P] each).
-
-  Written for the [B, P, V] logits, which on CPU cost as much as the encoder
-  for small models: the forward pass reads them twice (max, then Σexp) and
-  picks the label's logit with a gather; the backward pass is one fused
-  softmax − one-hot pass.
-  """
-  return _label_nll_fwd(logits, labels)[0]
-
-
-def _label_nll_fwd(logits, labels):
-  row_max = jnp.max(logits, axis=-1)
-  lse = jnp.log(jnp.sum(jnp.exp(logits - row_max[..., None]), axis=-1)) + (
-      row_max)
-  picked = jnp.take_along_axis(logits, labels[..., None], axis=-1)[..., 0]
-  hit = (picked >= row_max).astype(jnp.float32)
-  return (lse - picked, hit), (logits, labels, lse)
-
-
-def _label_nll_bwd(res, g):
-  logits, labels, lse = res
-  g_nll = g[0][..., None]
-  vocab = jax.lax.broadcasted_iota(jnp.int32, logits.shape, logits.ndim - 1)
-  onehot = (vocab == labels[..., None]).astype(logits.dtype)
-  return (jnp.exp(logits - lse[..., None]) - onehot) * g_nll, None
-
-
-_label_nll.defvjp(_label_nll_fwd, _label_nll_bwd)
+def _nll_and_hit(z, labels, bias=None):
+  """From logits `z` (+ `bias` [V], added inside the reductions rather than
+  in a pass of its own): per-position −log softmax[label], whether the
+  label's logit is the row maximum, and the log-sum-exp ([B, P] each)."""
+  zb = z if bias is None else z + bias
+  row_max = jnp.max(zb, axis=-1)
+  lse = jnp.log(jnp.sum(jnp.exp(zb - row_max[..., None]), axis=-1)) + row_max
+  picked = jnp.take_along_axis(z, labels[..., None], axis=-1)[..., 0]
+  if bias is not None:
+    picked = picked + bias[labels]
+  return lse - picked, (picked >= row_max).astype(jnp.float32), lse
 
 
 @jax.custom_vjp
 def decoder_nll(h, table, bias, labels):
-  """`_label_nll(tied_decoder(h, table, bias), labels)`, fused: the bias is
-  added inside the two reductions and the backward pass instead of in a pass
-  of its own, and the softmax − one-hot cotangent goes straight into the
-  decoder's gradient matmuls."""
+  """`_nll_and_hit(tied_decoder(h, table, bias), labels)[:2]`, with a
+  hand-written backward pass. The [B, P, V] logits cost as much as the
+  encoder on CPU for small models, so: the bias never gets a pass of its
+  own; the cotangent softmax − one-hot is one fused pass; the table's
+  gradient is computed transposed (hᵀ · dz, [H, V], then a cheap transpose)
+  and the bias gradient as a matrix–vector product, instead of a transposed
+  copy of dz and a slow column reduction over it."""
   return _decoder_nll_fwd(h, table, bias, labels)[0]
 
 
 def _decoder_nll_fwd(h, table, bias, labels):
-  # Products in the compute dtype (XLA:CPU has no bf16 × bf16 → f32 dot).
   z = jnp.einsum("bph,vh->bpv", h, table).astype(jnp.float32)
-  row_max = jnp.max(z + bias, axis=-1)
-  lse = jnp.log(jnp.sum(jnp.exp(z + bias - row_max[..., None]), axis=-1)) + (
-      row_max)
-  picked = jnp.take_along_axis(z, labels[..., None], axis=-1)[..., 0] + (
-      bias[labels])
-  hit = (picked >= row_max).astype(jnp.float32)
-  return (lse - picked, hit), (h, table, bias, labels, z, lse)
+  nll, hit, lse = _nll_and_hit(z, labels, bias)
+  return (nll, hit), (h, table, bias, labels, z, lse)
 
 
 def _decoder_nll_bwd(res, g):
@@ -370,7 +323,10 @@ def _decoder_nll_bwd(res, g):
   vocab = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
   onehot = (vocab == labels[..., None]).astype(z.dtype)
   dz = (jnp.exp(z + bias - lse[..., None]) - onehot) * g[0][..., None]
-  dh, dtable, dbias = _tied_decoder_bwd((h, table), dz)
+  dzc = dz.astype(h.dtype)
+  dh = jnp.einsum("bpv,vh->bph", dzc, table)
+  dtable = jnp.einsum("bph,bpv->hv", h, dzc).T.astype(table.dtype)
+  dbias = jnp.einsum("bp,bpv->v", jnp.ones(dz.shape[:-1], dz.dtype), dz)
   return dh, dtable, dbias, None
 
 
@@ -440,8 +396,8 @@ def pretraining_losses(mlm, nsp_logits, masked_lm_ids,
   if isinstance(mlm, tuple):
     nll, hit = mlm
   else:
-    nll, hit = _label_nll(mlm.astype(jnp.float32),
-                          masked_lm_ids.astype(jnp.int32))
+    nll, hit, _ = _nll_and_hit(mlm.astype(jnp.float32),
+                               masked_lm_ids.astype(jnp.int32))
   w = masked_lm_weights.astype(jnp.float32)
   mlm_loss = jnp.sum(w * nll) / (jnp.sum(w) + 1e-5)
   labels = next_sentence_labels.reshape(-1)
