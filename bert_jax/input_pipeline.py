@@ -8,20 +8,28 @@ stream is a deterministic function of (its files, seed): file order is
 reshuffled each epoch with a fixed seed, files are interleaved
 deterministically, records pass a seeded shuffle buffer. Resuming at a step
 skips the records already consumed before parsing, so a resumed run sees
-exactly the batches an uninterrupted run would have seen.
+exactly the batches an uninterrupted run would have seen. `packed_batches`
+packs each stream's examples into rows (`packing.py`) before batching;
+resuming then replays the packing of the skipped batches (a function of the
+stream), which costs parsing the records consumed so far.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import queue
+import threading
 from typing import Iterator
 
 import jax
 import numpy as np
 import tensorflow as tf
 
+from bert_jax import packing as packing_lib
 from data_prep import schema
+
+_PACK_CHUNK = 256  # records parsed at a time for the packer
 
 
 class DataError(ValueError):
@@ -120,6 +128,41 @@ def _stream(files: list[str], seed: int, training: bool,
   return ds
 
 
+def _host_streams(spec: DataSpec, seed: int, shuffle_buffer: int,
+                  training: bool, process_index: int | None,
+                  process_count: int | None, streams: int):
+  """This host's record streams ([serialized records] datasets) and the
+  examples each contributes to a batch."""
+  process_index = jax.process_index() if process_index is None else process_index
+  process_count = jax.process_count() if process_count is None else process_count
+  streams = resolve_streams(streams, process_count)
+  if spec.global_batch_size % streams:
+    raise DataError(f"global_batch_size={spec.global_batch_size} is not "
+                    f"divisible by the {streams} input streams "
+                    f"({process_count} processes).")
+  files = list_files(spec.files)
+  check_metadata(files, spec)
+  if training and len(files) < streams:
+    raise DataError(f"{len(files)} file(s) for {streams} input streams "
+                    f"({process_count} processes): write at least one shard "
+                    "per stream (--num_shards).")
+  mine = range(process_index * streams // process_count,
+               (process_index + 1) * streams // process_count)
+  parts = []
+  for s in mine:
+    if training:
+      parts.append(_stream(files[s::streams], seed, training, shuffle_buffer))
+    else:  # held-out data may have fewer files than streams: deal records
+      parts.append(tf.data.TFRecordDataset(files).shard(streams, s))
+  return parts, spec.global_batch_size // streams
+
+
+def _options(ds: tf.data.Dataset) -> tf.data.Dataset:
+  options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options)
+
+
 def host_dataset(spec: DataSpec, seed: int, start_step: int = 0,
                  shuffle_buffer: int = 10_000, training: bool = True,
                  process_index: int | None = None,
@@ -135,46 +178,88 @@ def host_dataset(spec: DataSpec, seed: int, start_step: int = 0,
   batches do not depend on the number of processes. `start_step` skips the
   batches a resumed run has already consumed.
   """
-  process_index = jax.process_index() if process_index is None else process_index
-  process_count = jax.process_count() if process_count is None else process_count
-  streams = resolve_streams(streams, process_count)
-  if spec.global_batch_size % streams:
-    raise DataError(f"global_batch_size={spec.global_batch_size} is not "
-                    f"divisible by the {streams} input streams "
-                    f"({process_count} processes).")
-  files = list_files(spec.files)
-  check_metadata(files, spec)
-  if training and len(files) < streams:
-    raise DataError(f"{len(files)} file(s) for {streams} input streams "
-                    f"({process_count} processes): write at least one shard "
-                    "per stream (--num_shards).")
-  per_stream = spec.global_batch_size // streams
-  mine = range(process_index * streams // process_count,
-               (process_index + 1) * streams // process_count)
-  parts = []
-  for s in mine:
-    if training:
-      ds = _stream(files[s::streams], seed, training, shuffle_buffer)
-    else:  # held-out data may have fewer files than streams: deal records
-      ds = tf.data.TFRecordDataset(files).shard(streams, s)
-    if start_step:
-      ds = ds.skip(start_step * per_stream)
-    parts.append(ds.batch(per_stream, drop_remainder=True))
+  parts, per_stream = _host_streams(spec, seed, shuffle_buffer, training,
+                                    process_index, process_count, streams)
+  if start_step:
+    parts = [ds.skip(start_step * per_stream) for ds in parts]
+  parts = [ds.batch(per_stream, drop_remainder=True) for ds in parts]
   ds = parts[0] if len(parts) == 1 else tf.data.Dataset.zip(tuple(parts)).map(
       lambda *xs: tf.concat(xs, axis=0))
   ds = ds.map(_parse_fn(spec), num_parallel_calls=tf.data.AUTOTUNE,
               deterministic=True)
-  options = tf.data.Options()
-  options.deterministic = True
-  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+  return _options(ds).prefetch(tf.data.AUTOTUNE)
 
 
-def global_batches(ds: tf.data.Dataset, sharding,
+def packed_batches(spec: DataSpec, seed: int, max_per_row: int,
+                   start_step: int = 0, shuffle_buffer: int = 10_000,
+                   training: bool = True, process_index: int | None = None,
+                   process_count: int | None = None, streams: int = -1,
+                   open_rows: int = 32, prefetch: int = 2) -> Iterator[dict]:
+  """`host_dataset`'s streams, each packed (`packing.Packer`, up to
+  `max_per_row` examples per row) and batched to its share of the rows;
+  numpy batches, packed in a background thread. Resuming replays the packing
+  of the `start_step` batches already consumed."""
+  parts, per_stream = _host_streams(spec, seed, shuffle_buffer, training,
+                                    process_index, process_count, streams)
+  parse = _parse_fn(spec)
+  packers = []
+  for ds in parts:
+    chunks = _options(ds.batch(_PACK_CHUNK).map(
+        parse, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)).prefetch(2)
+    packers.append(packing_lib.pack(
+        chunks.as_numpy_iterator(), spec.max_seq_length,
+        spec.max_predictions_per_seq, max_per_row, per_stream, open_rows))
+
+  def batches():
+    for step, subs in enumerate(zip(*packers)):
+      if step >= start_step:
+        yield {k: np.concatenate([b[k] for b in subs]) for k in subs[0]}
+  return _background(batches(), prefetch)
+
+
+def _background(it: Iterator, size: int) -> Iterator:
+  """Runs `it` in a thread, `size` items ahead; re-raises its errors. The
+  thread ends when the consumer closes or drops this generator."""
+  q: queue.Queue = queue.Queue(maxsize=size)
+  stop, done = threading.Event(), object()
+
+  def put(item) -> bool:
+    while not stop.is_set():
+      try:
+        q.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        pass
+    return False
+
+  def work():
+    try:
+      for item in it:
+        if not put(item):
+          return
+      put(done)
+    except BaseException as e:  # pylint: disable=broad-except
+      put(e)
+  threading.Thread(target=work, daemon=True).start()
+  try:
+    while True:
+      item = q.get()
+      if item is done:
+        return
+      if isinstance(item, BaseException):
+        raise item
+      yield item
+  finally:
+    stop.set()
+
+
+def global_batches(ds, sharding,
                    files: list[str] | None = None) -> Iterator[dict]:
-  """Host batches → global jax.Arrays laid out by `sharding`. A corrupt or
-  truncated TFRecord raises `DataError` naming the file (found among
-  `files`)."""
-  it = ds.as_numpy_iterator()
+  """Host batches (a `host_dataset`, or numpy batches from `packed_batches`)
+  → global jax.Arrays laid out by `sharding`. A corrupt or truncated TFRecord
+  raises `DataError` naming the file (found among `files`)."""
+  it = ds.as_numpy_iterator() if isinstance(ds, tf.data.Dataset) else iter(ds)
   while True:
     try:
       host_batch = next(it)
@@ -182,6 +267,8 @@ def global_batches(ds: tf.data.Dataset, sharding,
       return
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
       raise DataError(_diagnose(files or [], e)) from e
+    except packing_lib.PackingError as e:
+      raise DataError(f"{e} (files: {', '.join(files or [])})") from e
     yield {k: jax.make_array_from_process_local_data(sharding, np.asarray(v))
            for k, v in host_batch.items()}
 

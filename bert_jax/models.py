@@ -109,7 +109,8 @@ class Embeddings(nn.Module):
   cfg: BertConfig
 
   @nn.compact
-  def __call__(self, input_ids, segment_ids, deterministic: bool):
+  def __call__(self, input_ids, segment_ids, deterministic: bool,
+               position_ids=None):
     cfg = self.cfg
     seq_len = input_ids.shape[1]
     if seq_len > cfg.max_position_embeddings:
@@ -125,8 +126,9 @@ class Embeddings(nn.Module):
     token_type = self.param("token_type_embeddings",
                             _init(cfg, ("token_type", "embed")),
                             (cfg.type_vocab_size, cfg.hidden_size))
-    x = (word(input_ids) + jnp.take(token_type, segment_ids, axis=0) +
-         position[None, :seq_len])
+    pos = (position[None, :seq_len] if position_ids is None else
+           jnp.take(position, position_ids, axis=0))
+    x = word(input_ids) + jnp.take(token_type, segment_ids, axis=0) + pos
     x = _layer_norm("LayerNorm")(x)
     x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     return _constrain(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
@@ -233,20 +235,30 @@ class Encoder(nn.Module):
 
 
 class Bert(nn.Module):
-  """`bert`: returns (sequence output [B, T, H], pooled output [B, H])."""
+  """`bert`: returns (sequence output [B, T, H], pooled output [B, H]).
+
+  Packed rows (`packing.py`) also pass `position_ids` and `pack_ids` [B, T]
+  (which example each token belongs to, 0 on padding: attention stays within
+  an example) and `cls_positions` [B, K] (each example's first token; the
+  pooled output is then [B, K, H])."""
   cfg: BertConfig
 
   @nn.compact
   def __call__(self, input_ids, input_mask, segment_ids,
-               deterministic: bool = True):
+               deterministic: bool = True, position_ids=None, pack_ids=None,
+               cls_positions=None):
     cfg = self.cfg
     x = Embeddings(cfg, name="embeddings")(input_ids, segment_ids,
-                                           deterministic)
-    # [B, 1, 1, T]: -10000 on padded keys only (queries are not masked).
-    mask_bias = (1.0 - input_mask[:, None, None, :].astype(jnp.float32)) * (
-        MASK_VALUE)
+                                           deterministic, position_ids)
+    keys = input_mask[:, None, None, :].astype(bool)
+    if pack_ids is not None:  # [B, 1, T, T]: keys of the query's own example
+      keys = keys & (pack_ids[:, None, :, None] == pack_ids[:, None, None, :])
+    # -10000 on the keys a query may not see (padding queries: not masked).
+    mask_bias = jnp.where(keys, 0.0, MASK_VALUE).astype(jnp.float32)
     x = Encoder(cfg, name="encoder")(x, mask_bias, deterministic)
-    pooled = Pooler(cfg, name="pooler")(x[:, 0])
+    first = (x[:, 0] if cls_positions is None else
+             jnp.take_along_axis(x, cls_positions[..., None], axis=1))
+    pooled = Pooler(cfg, name="pooler")(first)
     return x, pooled
 
 
@@ -351,12 +363,14 @@ class BertForPreTraining(nn.Module):
 
   @nn.compact
   def __call__(self, input_ids, input_mask, segment_ids, masked_lm_positions,
-               deterministic: bool = True, masked_lm_ids=None):
+               deterministic: bool = True, masked_lm_ids=None, **packed):
     """Returns (MLM logits [B, P, V], NSP logits [B, 2]), both float32; with
     `masked_lm_ids`, ((nll, hit) [B, P], NSP logits) instead, for training
-    (see `decoder_nll`); `pretraining_losses` takes either."""
+    (see `decoder_nll`); `pretraining_losses` takes either. `packed`: the
+    packed-row features `Bert` takes (NSP logits are then [B, K, 2])."""
     bert = Bert(self.cfg, name="bert")
-    seq, pooled = bert(input_ids, input_mask, segment_ids, deterministic)
+    seq, pooled = bert(input_ids, input_mask, segment_ids, deterministic,
+                       **packed)
     gathered = jnp.take_along_axis(seq, masked_lm_positions[..., None], axis=1)
     table = bert.variables["params"]["embeddings"]["word_embeddings"][
         "embedding"]
@@ -386,13 +400,15 @@ def flat_param_names(params: Any) -> dict[str, Any]:
 
 
 def pretraining_losses(mlm, nsp_logits, masked_lm_ids,
-                       masked_lm_weights, next_sentence_labels) -> dict:
+                       masked_lm_weights, next_sentence_labels,
+                       nsp_weights=None) -> dict:
   """Google's losses: MLM = Σ w·nll / (Σ w + 1e-5) over the batch, NSP = mean
   NLL, total = their sum; plus weighted accuracies (a masked position counts
   as correct when its label's logit is the row maximum: Google's
   argmax == label, except that an exact tie for the maximum also counts).
   `mlm`: logits [B, P, V], or the (nll, hit) pair the model returns when
-  given `masked_lm_ids`."""
+  given `masked_lm_ids`. Packed rows: NSP per example, weighted by
+  `nsp_weights` [B, K] (the mean over the examples present)."""
   if isinstance(mlm, tuple):
     nll, hit = mlm
   else:
@@ -401,11 +417,17 @@ def pretraining_losses(mlm, nsp_logits, masked_lm_ids,
   w = masked_lm_weights.astype(jnp.float32)
   mlm_loss = jnp.sum(w * nll) / (jnp.sum(w) + 1e-5)
   labels = next_sentence_labels.reshape(-1)
-  nsp_logp = jax.nn.log_softmax(nsp_logits.astype(jnp.float32), axis=-1)
-  nsp_loss = -jnp.mean(jnp.take_along_axis(nsp_logp, labels[:, None],
-                                           axis=-1))
+  nsp_logits = nsp_logits.reshape(-1, 2).astype(jnp.float32)
+  nsp_nll = -jnp.take_along_axis(jax.nn.log_softmax(nsp_logits, axis=-1),
+                                 labels[:, None], axis=-1)[:, 0]
+  nsp_hit = jnp.argmax(nsp_logits, -1) == labels
+  if nsp_weights is None:
+    nsp_loss, nsp_acc = jnp.mean(nsp_nll), jnp.mean(nsp_hit)
+  else:
+    nw = nsp_weights.reshape(-1).astype(jnp.float32)
+    nsp_loss = jnp.sum(nw * nsp_nll) / jnp.maximum(jnp.sum(nw), 1.0)
+    nsp_acc = jnp.sum(nw * nsp_hit) / jnp.maximum(jnp.sum(nw), 1.0)
   mlm_acc = jnp.sum(w * hit) / (jnp.sum(w) + 1e-5)
-  nsp_acc = jnp.mean(jnp.argmax(nsp_logits, -1) == labels)
   return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
           "nsp_loss": nsp_loss, "mlm_accuracy": mlm_acc,
           "nsp_accuracy": nsp_acc}

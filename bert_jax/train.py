@@ -95,6 +95,10 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
       raise ValueError(
           f"eval_batch_size={config.eval_batch_size} must be divisible by the "
           f"data-parallel size {dp} (phase{p.index + 1}.eval_files is set).")
+    if not 0 <= p.cfg.get("packing", 0) <= p.cfg.max_seq_length // 2:
+      raise ValueError(
+          f"phase{p.index + 1}.packing={p.cfg.packing}: 0 (off) or the most "
+          "examples per row (an example has at least 2 tokens).")
     if p.cfg.max_seq_length > model_cfg.max_position_embeddings:
       raise ValueError(
           f"phase{p.index + 1}.max_seq_length={p.cfg.max_seq_length} exceeds "
@@ -138,10 +142,15 @@ def make_train_step(model, tx, accum: int, seed: int,
                            micro["input_mask"], micro["segment_ids"],
                            micro["masked_lm_positions"], deterministic=False,
                            masked_lm_ids=micro["masked_lm_ids"],
-                           rngs={"dropout": rng})
+                           rngs={"dropout": rng}, **_packed(micro))
     m = models.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
                                   micro["masked_lm_weights"],
-                                  micro["next_sentence_labels"])
+                                  micro["next_sentence_labels"],
+                                  micro.get("nsp_weights"))
+    # Examples and real tokens in the (micro-)batch; summed over micro-batches.
+    m["sequences"] = (jnp.sum(micro["nsp_weights"]) if "nsp_weights" in micro
+                      else jnp.float32(micro["input_ids"].shape[0]))
+    m["real_tokens"] = jnp.sum(micro["input_mask"].astype(jnp.float32))
     return m["loss"], m
 
   def train_step(state, batch):
@@ -165,7 +174,8 @@ def make_train_step(model, tx, accum: int, seed: int,
                   lambda x: x[0], micro), rng)[0][1])))
       (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
       grads = jax.tree_util.tree_map(lambda g: g / accum, grads)
-      metrics = jax.tree_util.tree_map(lambda m: m / accum, metrics)
+      metrics = {k: v if k in ("sequences", "real_tokens") else v / accum
+                 for k, v in metrics.items()}
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     metrics["grad_norm"] = optax.tree.norm(grads)
@@ -182,14 +192,21 @@ def make_train_step(model, tx, accum: int, seed: int,
   return train_step
 
 
+def _packed(batch) -> dict:
+  """The packed-row features of a batch (none for unpacked batches)."""
+  return {k: batch[k] for k in ("position_ids", "pack_ids", "cls_positions")
+          if k in batch}
+
+
 def make_eval_step(model):
   def eval_step(params, batch):
     mlm, nsp = model.apply({"params": params}, batch["input_ids"],
                            batch["input_mask"], batch["segment_ids"],
-                           batch["masked_lm_positions"])
+                           batch["masked_lm_positions"], **_packed(batch))
     return models.pretraining_losses(mlm, nsp, batch["masked_lm_ids"],
                                      batch["masked_lm_weights"],
-                                     batch["next_sentence_labels"])
+                                     batch["next_sentence_labels"],
+                                     batch.get("nsp_weights"))
   return eval_step
 
 
@@ -326,11 +343,16 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     logging.warning("The checkpoint read %d input streams, this run %d: the "
                     "data order differs from here on (fix data_streams to "
                     "keep it across host counts).", saved_streams, streams)
-  ds = input_pipeline.host_dataset(spec,
-                                   seed=data_seed(config) * 1000 + phase.index,
-                                   start_step=first,
-                                   shuffle_buffer=config.shuffle_buffer,
-                                   streams=streams)
+  seed = data_seed(config) * 1000 + phase.index
+  if pc.get("packing", 0):
+    ds = input_pipeline.packed_batches(
+        spec, seed, pc.packing, start_step=first,
+        shuffle_buffer=config.shuffle_buffer, streams=streams,
+        open_rows=config.get("pack_open_rows", 32))
+  else:
+    ds = input_pipeline.host_dataset(spec, seed, start_step=first,
+                                     shuffle_buffer=config.shuffle_buffer,
+                                     streams=streams)
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
   skip = config.get("on_nonfinite", "stop") == "skip"
@@ -349,7 +371,7 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     ckpt.save(0, state, {"phase": 0, "phase_step": 0, "data_streams": streams,
                          "records_per_stream": 0, "config": config.to_json()},
               force=True)
-  watch = _NonFiniteWatch(skip)
+  watch, counts = _NonFiniteWatch(skip), []
   for local in range(first, pc.num_steps):
     try:
       batch = next(batches)
@@ -367,6 +389,7 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     state, m = step_fn(state, batch)
     step = phase.start + local + 1
     watch.add(step, m["nonfinite"])
+    counts.append((m["sequences"], m["real_tokens"]))
     logged = step % config.log_every == 0 or local + 1 == pc.num_steps
     stop = ckpt.should_stop(step)
     if logged or stop or ckpt.should_save(step):
@@ -374,10 +397,16 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     if logged:
       m = jax.tree_util.tree_map(float, m)
       dt = time.perf_counter() - t0
-      seqs = (local + 1 - last_log) * pc.global_batch_size
+      rows = (local + 1 - last_log) * pc.global_batch_size
+      seqs, real = (sum(c) for c in zip(*jax.device_get(counts)))
+      counts = []
+      del m["sequences"], m["real_tokens"]
+      # seq_per_s counts examples (several per row when packed); tokens_per_s
+      # and TFLOP/s count the rows' slots, padding included.
       m.update(learning_rate=float(tx_lr(config, phase, local)),
-               seq_per_s=seqs / dt, tokens_per_s=seqs * pc.max_seq_length / dt,
-               tflops_per_s=seqs * fl / dt / 1e12,
+               seq_per_s=seqs / dt, tokens_per_s=rows * pc.max_seq_length / dt,
+               real_token_fraction=real / (rows * pc.max_seq_length),
+               tflops_per_s=rows * fl / dt / 1e12,
                eta_min=(pc.num_steps - local - 1) * dt /
                max(1, local + 1 - last_log) / 60)
       if config.peak_tflops:
@@ -397,7 +426,8 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
       evals.append({"step": step, **ev})
     meta = {"phase": phase.index, "phase_step": local + 1,
             "data_streams": streams,
-            "records_per_stream": (local + 1) * pc.global_batch_size // streams,
+            "records_per_stream": None if pc.get("packing") else
+                                  (local + 1) * pc.global_batch_size // streams,
             "config": config.to_json()}
     if local + 1 == pc.num_steps:
       watch.check(ckpt)

@@ -43,6 +43,22 @@ def english_lines(english_corpus) -> list[str]:
 
 
 @pytest.fixture(scope="session")
+def short_docs_corpus(tmp_path_factory, english_lines) -> str:
+  """400 documents of two 2–4-word sentences: rows with room to pack."""
+  path = tmp_path_factory.mktemp("short_docs") / "short_docs.txt"
+  words = " ".join(english_lines[:3000]).split()
+  with open(path, "w", encoding="utf-8") as f:
+    i = 0
+    for _ in range(400):
+      for _ in range(2):
+        n = 2 + i % 3
+        f.write(" ".join(words[i:i + n]) + "\n")
+        i += n
+      f.write("\n")
+  return str(path)
+
+
+@pytest.fixture(scope="session")
 def google():
   """Google's original tokenization.py and create_pretraining_data.py (from
   the PyPI package bert-tensorflow), as reference implementations."""

@@ -16,15 +16,17 @@ from data_prep import pipeline
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, vocab_file, english_corpus):
+def data(tmp_path_factory, vocab_file, english_corpus, short_docs_corpus):
+  """Phase 1: seq 32 (full rows); phase 2: seq 64 from short documents,
+  trained packed (`_config`)."""
   out = {}
-  for name, seq, preds in (("p1", 32, 5), ("p2", 64, 10)):
+  for name, seq, preds, corpus in (("p1", 32, 5, english_corpus),
+                                   ("p2", 64, 10, short_docs_corpus)):
     d = str(tmp_path_factory.mktemp(name))
     cfg = pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=seq,
                               max_predictions_per_seq=preds, dupe_factor=1,
                               eval_fraction=0.1)
-    job.generate(cfg, [english_corpus],
-                 job.Outputs(output_dir=d, num_shards=2))
+    job.generate(cfg, [corpus], job.Outputs(output_dir=d, num_shards=2))
     out[name] = d
   return out
 
@@ -44,6 +46,7 @@ def _config(data, **over):
     p.global_batch_size = 16
     p.num_steps, p.warmup_steps = steps, 2
   c.phase1.learning_rate = c.phase2.learning_rate = 1e-3
+  c.phase2.packing = 3  # packed phase 2 (its resume is tested below)
   c.checkpoint.save_every = 2
   c.checkpoint.keep_forever = ((4, 4),)
   c.checkpoint.async_save = False
@@ -77,6 +80,9 @@ def full_run(tmp_path_factory, data):
 def test_two_phases_end_to_end(full_run, data):
   workdir, result = full_run
   assert [m["step"] for m in result["train"]] == [7, 8, 9, 10]
+  for m in result["train"]:  # packed: more examples than rows per step
+    assert m["seq_per_s"] > 1.5 * m["tokens_per_s"] / 64
+    assert m["real_token_fraction"] > 0.6
   assert result["eval"]["eval_mlm_loss"] > 0
   assert [e["step"] for e in result["evals"]] == [8]  # eval_every=4 in phase 2
   assert 0 <= result["eval"]["eval_mlm_accuracy"] <= 1
@@ -91,9 +97,10 @@ def test_two_phases_end_to_end(full_run, data):
 @pytest.mark.parametrize("stop_at", [8])
 def test_interrupted_run_resumes_bitwise(tmp_path, data, full_run,
                                          monkeypatch, stop_at):
-  """Stopped (SIGTERM path) in phase 2 (step 8; phase 1 stops are covered by
-  real SIGTERM/SIGKILL in test_faults.py), restarted: the same parameters,
-  bit for bit, as the uninterrupted run."""
+  """Stopped (SIGTERM path) in phase 2 (step 8, packed rows: the resumed
+  packer must replay the skipped batches; phase 1 stops are covered by real
+  SIGTERM/SIGKILL in test_faults.py), restarted: the same parameters, bit
+  for bit, as the uninterrupted run."""
   config = _config(data)
   cut = str(tmp_path / "cut")
   real = checkpointing.Checkpointer.should_stop
