@@ -43,8 +43,10 @@ from data_prep import schema  # pylint: disable=g-import-not-at-top
 SEQ, PREDS = 128, 20
 
 
-def make_shards(work: str, corpus_mb: float, dupe: int) -> str:
-  out = os.path.join(work, f"shards_{corpus_mb:g}mb_d{dupe}")
+def make_shards(work: str, corpus_mb: float, dupe: int, seq: int = SEQ,
+                preds: int = PREDS) -> str:
+  suffix = "" if (seq, preds) == (SEQ, PREDS) else f"_s{seq}"
+  out = os.path.join(work, f"shards_{corpus_mb:g}mb_d{dupe}{suffix}")
   pattern = os.path.join(out, "train-*.tfrecord")
   if tf.io.gfile.glob(pattern):
     return pattern
@@ -59,7 +61,7 @@ def make_shards(work: str, corpus_mb: float, dupe: int) -> str:
       [sys.executable, "-m", "data_prep.create_pretraining_data",
        f"--input_file={corpus}", f"--vocab_file={vocab}",
        f"--output_dir={out}", "--num_shards=8", f"--dupe_factor={dupe}",
-       f"--max_seq_length={SEQ}", f"--max_predictions_per_seq={PREDS}",
+       f"--max_seq_length={seq}", f"--max_predictions_per_seq={preds}",
        "--num_workers=2"],
       check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT,
                                      TF_CPP_MIN_LOG_LEVEL="3"),

@@ -18,6 +18,8 @@ A variant is `+`-joined tokens:
                 HEAD) instead of the working tree's: model and losses, losses
                 from the logits (for before/after tables)
   rbg / unsafe_rbg / threefry   the dropout key's `jax.random` implementation
+  bits16        model.dropout_bits=16 (models.Dropout16: four keep decisions
+                per threefry block)
   xla_reduce    YNN only for dots: reductions by XLA's own emitter
   xla_dot       no YNN at all (XLA/Eigen dots)
   onednn        oneDNN dots instead of YNN
@@ -58,11 +60,13 @@ _PRNG = {"rbg": "rbg", "unsafe_rbg": "unsafe_rbg", "threefry": "threefry2x32"}
 
 
 def build(variant: str, a) -> dict:
-  opts, prng, mods = {}, "default", train_bench.models
+  opts, prng, mods, over = {}, "default", train_bench.models, {}
   for tok in variant.split("+"):
     if tok == "base":
       continue
-    if tok == "head":
+    if tok == "bits16":
+      over["dropout_bits"] = 16
+    elif tok == "head":
       mods = git_head.module("bert_jax/models.py", a.head_rev)
     elif tok in _PRNG:
       prng = _PRNG[tok]
@@ -70,7 +74,8 @@ def build(variant: str, a) -> dict:
       opts.update(_COMPILER[tok])
     else:
       raise ValueError(f"unknown variant token {tok!r}")
-  c = train_bench.setup(a.size, a.seq, a.preds, a.batch, a.dtype, prng, mods)
+  c = train_bench.setup(a.size, a.seq, a.preds, a.batch, a.dtype, prng, mods,
+                       **over)
   t = time.perf_counter()
   c["compiled"] = c["step"].lower(c["state"], c["batch"]).compile(
       compiler_options=opts or None)

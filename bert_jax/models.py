@@ -24,7 +24,9 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from jax.extend.random import threefry2x32_p
 import jax.numpy as jnp
+import numpy as np
 
 LN_EPSILON = 1e-12
 MASK_VALUE = -10000.0  # Google's additive attention mask
@@ -47,6 +49,7 @@ class BertConfig:
   dtype: str = "float32"  # compute dtype; params, LayerNorm, softmax: fp32
   remat: str = "none"  # none | full | dots (save matmul outputs)
   attention: str = "xla"  # xla (with prob. dropout) | dot_product | cudnn
+  dropout_bits: int = 32  # 32: flax's Dropout | 16: cheaper masks (Dropout16)
 
   def __post_init__(self):
     if self.hidden_size % self.num_attention_heads:
@@ -58,6 +61,9 @@ class BertConfig:
                        f"of {sorted(_ACTIVATIONS)}.")
     if self.remat not in ("none", "full", "dots"):
       raise ValueError(f"model.remat={self.remat!r}: none, full or dots.")
+    if self.dropout_bits not in (16, 32):
+      raise ValueError(f"model.dropout_bits={self.dropout_bits}: 32 (flax's "
+                       "Dropout) or 16 (Dropout16).")
     if self.attention not in ("xla", "dot_product", "cudnn"):
       raise ValueError(f"model.attention={self.attention!r}: xla, "
                        "dot_product or cudnn.")
@@ -105,6 +111,44 @@ def _constrain(x, axes):
   return nn.with_logical_constraint(x, axes)
 
 
+class Dropout16(nn.Module):
+  """Dropout whose keep decisions use 16 random bits each: one threefry2x32
+  block (64 bits) decides four elements, where `nn.Dropout` spends a block
+  per element (JAX's partitionable threefry). The drop probability is
+  quantised to 1/65536 (0.1 → 0.1000061). Needs a threefry key and a last
+  dimension divisible by 4; otherwise it draws as `nn.Dropout`. The counter is
+  the element's index, so masks do not depend on the mesh."""
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    key = self.make_rng("dropout")
+    typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if x.shape[-1] % 4 or x.ndim < 2 or (
+        typed and str(jax.random.key_impl(key)) != "threefry2x32"):
+      keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+      return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+    k = jax.random.key_data(key) if typed else key
+    shape = x.shape[:-1] + (x.shape[-1] // 4,)
+    # Counter (hi, lo) = (index along the first axis, index within it).
+    hi = jax.lax.broadcasted_iota(jnp.uint32, shape, 0)
+    lo, stride = jnp.zeros(shape, jnp.uint32), 1
+    for axis in range(len(shape) - 1, 0, -1):
+      lo = lo + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * np.uint32(
+          stride)
+      stride *= shape[axis]
+    b1, b2 = threefry2x32_p.bind(k[0], k[1], hi, lo)
+    halves = jnp.stack([b1 >> 16, b1 & 0xFFFF, b2 >> 16, b2 & 0xFFFF], -1)
+    keep = halves.reshape(x.shape) >= np.uint32(round(self.rate * 65536))
+    return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+
+
+def _dropout(cfg: BertConfig, rate: float) -> nn.Module:
+  return Dropout16(rate) if cfg.dropout_bits == 16 else nn.Dropout(rate)
+
+
 class Embeddings(nn.Module):
   cfg: BertConfig
 
@@ -130,7 +174,7 @@ class Embeddings(nn.Module):
            jnp.take(position, position_ids, axis=0))
     x = word(input_ids) + jnp.take(token_type, segment_ids, axis=0) + pos
     x = _layer_norm("LayerNorm")(x)
-    x = nn.Dropout(cfg.hidden_dropout_prob)(x, deterministic=deterministic)
+    x = _dropout(cfg, cfg.hidden_dropout_prob)(x, deterministic=deterministic)
     return _constrain(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
 
 
@@ -156,7 +200,7 @@ class SelfAttention(nn.Module):
       scores = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
       scores = scores / jnp.sqrt(jnp.float32(head_dim)) + mask_bias
       probs = jax.nn.softmax(scores, axis=-1)
-      probs = nn.Dropout(drop)(probs, deterministic=deterministic)
+      probs = _dropout(cfg, drop)(probs, deterministic=deterministic)
       ctx = jnp.einsum("bhqk,bkhd->bqhd", probs.astype(v.dtype), v)
     else:
       ctx = jax.nn.dot_product_attention(
@@ -174,7 +218,7 @@ class DenseResidualNorm(nn.Module):
   def __call__(self, x, residual, deterministic: bool):
     cfg = self.cfg
     y = _dense(cfg, cfg.hidden_size, (self.in_axis, "embed"), "dense")(x)
-    y = nn.Dropout(cfg.hidden_dropout_prob)(y, deterministic=deterministic)
+    y = _dropout(cfg, cfg.hidden_dropout_prob)(y, deterministic=deterministic)
     y = _layer_norm("LayerNorm")(y + residual).astype(cfg.compute_dtype)
     return _constrain(y, ("batch", "length", "embed"))
 

@@ -250,3 +250,33 @@ def test_dropout_prng_choices():
   assert not np.allclose(outs["threefry2x32"], outs["rbg"])
   with pytest.raises(ValueError, match="config.dropout_prng='philox'"):
     train.dropout_key(0, "philox")
+
+
+def test_dropout16_rate_scale_determinism_and_mesh_independence():
+  """models.Dropout16: drops 10% (quantised to 1/65536), scales the rest by
+  1/0.9, is deterministic per key, and gives the same mask on any sharding;
+  odd widths and non-threefry keys fall back to nn.Dropout."""
+  drop = models.Dropout16(0.1)
+  x = jnp.ones((16, 8, 64, 64), jnp.float32)
+  f = jax.jit(lambda x, k: drop.apply({}, x, False, rngs={"dropout": k}))
+  y = np.asarray(f(x, jax.random.PRNGKey(1)))
+  kept = y != 0
+  assert abs(1 - kept.mean() - 6554 / 65536) < 0.003  # 524,288 draws
+  np.testing.assert_allclose(y[kept], 1 / 0.9, rtol=1e-6)
+  # Each of a block's four 16-bit draws is used: no position is favoured.
+  per_lane = 1 - kept.reshape(-1, 4).mean(0)
+  assert np.all(np.abs(per_lane - 0.1) < 0.005), per_lane
+  np.testing.assert_array_equal(y, np.asarray(f(x, jax.random.PRNGKey(1))))
+  assert (y != np.asarray(f(x, jax.random.PRNGKey(2)))).mean() > 0.1
+  mesh = jax.make_mesh((4, 2), ("a", "b"))
+  sharded = jax.device_put(x, jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec("a", "b")))
+  np.testing.assert_array_equal(np.asarray(f(sharded, jax.random.PRNGKey(1))),
+                                y)
+  # Fallbacks (Bernoulli draws): a width not divisible by 4, an rbg key.
+  for v, key in ((jnp.ones((64, 6)), jax.random.PRNGKey(0)),
+                 (x, jax.random.key(0, impl="rbg"))):
+    out = np.asarray(drop.apply({}, v, False, rngs={"dropout": key}))
+    np.testing.assert_allclose(np.unique(out), [0.0, 1 / 0.9], rtol=1e-6)
+  with pytest.raises(ValueError, match="dropout_bits=8"):
+    models.BertConfig(dropout_bits=8)
