@@ -64,6 +64,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.model.dtype = "float32"  # compute dtype (bfloat16 on TPU/GPU)
   config.model.remat = "none"  # none | full | dots
   config.model.attention = "xla"  # xla | dot_product | cudnn
+  config.model.dropout_bits = 32  # 16: cheaper masks (rate within 1/65536)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "lamb"  # lamb (NVIDIA/MLPerf) | adamw_google
