@@ -55,6 +55,9 @@ def _lengths(chunk: dict) -> tuple[np.ndarray, np.ndarray]:
   weights = np.asarray(chunk["masked_lm_weights"])
   lengths = mask.sum(axis=1)
   preds = (weights > 0).sum(axis=1)
+  if np.any(lengths == 0):
+    raise PackingError("a record has no tokens (input_mask all 0); the "
+                       "records are malformed.")
   if not np.array_equal(mask != 0,
                         np.arange(mask.shape[1]) < lengths[:, None]):
     raise PackingError("packing needs input_mask to be 1 on a prefix of each "

@@ -85,6 +85,10 @@ def test_packing_refuses_records_not_in_googles_layout():
   ex["masked_lm_weights"][1] = [0, 1, 0, 0, 0]  # padding first
   with pytest.raises(packing.PackingError, match="padding"):
     list(packing.pack([ex], S, P, 3, 1))
+  ex = _examples(4)
+  ex["input_mask"][2] = 0
+  with pytest.raises(packing.PackingError, match="no tokens"):
+    list(packing.pack([ex], S, P, 3, 1))
 
 
 CFG = models.BertConfig(vocab_size=211, hidden_size=48, num_hidden_layers=2,
@@ -157,3 +161,16 @@ def test_packed_pipeline_is_deterministic_and_resumes(shards):
   assert all(x["nsp_weights"].shape == (8, 3) for x in a)
   per_row = np.mean([x["nsp_weights"].sum() / 8 for x in a])
   assert per_row > 1.3  # short documents leave room to pack
+
+
+def test_a_packing_error_in_the_background_thread_names_the_files():
+  def bad_stream():
+    yield from packing.pack([_examples(2)], S, P, 3, 1)
+    raise packing.PackingError("packing needs input_mask to be 1 on a prefix")
+  batches = input_pipeline.global_batches(
+      input_pipeline._background(bad_stream(), 2),  # pylint: disable=protected-access
+      jax.sharding.SingleDeviceSharding(jax.devices()[0]), ["a.tfrecord"])
+  next(batches)  # the batches before the error arrive
+  with pytest.raises(input_pipeline.DataError,
+                     match=r"prefix .*files: a\.tfrecord"):
+    list(batches)
