@@ -259,7 +259,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       checkpointing.keep_forever_steps(ck.keep_forever, all_phases[-1].end),
       ck.async_save)
   ckpt.install_signal_handler()
-  writer = _writer(workdir)
+  writer = _Writer(workdir)
   latest = ckpt.latest_step()
   meta = ckpt.restore_meta(latest) if latest is not None else None
   if meta is not None and "phase" not in meta:
@@ -496,8 +496,4 @@ class _Writer:
   def flush(self):
     if self._w is not None:
       self._w.flush()
-
-
-def _writer(workdir):
-  return _Writer(workdir)
 
