@@ -129,9 +129,13 @@ class Dropout16(nn.Module):
     if x.shape[-1] % 4 or x.ndim < 2 or (
         typed and str(jax.random.key_impl(key)) != "threefry2x32"):
       keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
-      return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
-    k = jax.random.key_data(key) if typed else key
-    shape = x.shape[:-1] + (x.shape[-1] // 4,)
+    else:
+      keep = self._keep16(jax.random.key_data(key) if typed else key, x.shape)
+    return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+
+  def _keep16(self, k, xshape):
+    """Keep mask of shape `xshape` from raw threefry key data `k`."""
+    shape = xshape[:-1] + (xshape[-1] // 4,)
     # Counter (hi, lo) = (index along the first axis, index within it).
     hi = jax.lax.broadcasted_iota(jnp.uint32, shape, 0)
     lo, stride = jnp.zeros(shape, jnp.uint32), 1
@@ -141,8 +145,7 @@ class Dropout16(nn.Module):
       stride *= shape[axis]
     b1, b2 = threefry2x32_p.bind(k[0], k[1], hi, lo)
     halves = jnp.stack([b1 >> 16, b1 & 0xFFFF, b2 >> 16, b2 & 0xFFFF], -1)
-    keep = halves.reshape(x.shape) >= np.uint32(round(self.rate * 65536))
-    return jnp.where(keep, x / (1.0 - self.rate), 0).astype(x.dtype)
+    return halves.reshape(xshape) >= np.uint32(round(self.rate * 65536))
 
 
 def _dropout(cfg: BertConfig, rate: float) -> nn.Module:

@@ -98,7 +98,6 @@ class Packer:
     self.out = self._new_batch()
     self.n_out = 0
     self.ready: list[dict] = []
-    self.examples = 0  # examples taken in
 
   def _new_batch(self):
     return (np.zeros((self.rows,) + self.tok.shape[1:], np.int32),
@@ -138,7 +137,6 @@ class Packer:
       self.used_t[r], self.used_p[r], self.count[r] = t0 + n, p0 + q, c + 1
       if t0 + n == s or c + 1 == k or p0 + q == p:
         self._emit(r)
-    self.examples += n_ex
     ready, self.ready = self.ready, []
     return ready
 
