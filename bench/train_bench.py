@@ -64,11 +64,12 @@ def synthetic_batch(cfg, seq: int, preds: int, batch: int) -> dict:
 
 
 def make_step(model, tx, prng: str = "default", mods=models):
-  """`train.make_train_step(model, tx, 1, 0, prng=...)`, or with `mods` (an
-  older `bert_jax.models`, e.g. git HEAD's) the same step computing its
-  losses from the logits, as that version's trainer did."""
+  """`train.make_train_step(model, tx, 1, 0, prng=...)`; with `mods` (an
+  older `bert_jax.models`, e.g. git HEAD's) from before the model took the
+  labels (no `decoder_nll`), the same step computing its losses from the
+  logits, as that version's trainer did."""
   prng = "threefry2x32" if prng == "default" else prng
-  if mods is models:
+  if mods is models or hasattr(mods, "decoder_nll"):  # the model takes labels
     return train.make_train_step(model, tx, 1, 0, prng=prng)
 
   def loss_fn(params, micro, rng):

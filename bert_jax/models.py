@@ -24,6 +24,7 @@ from typing import Any
 
 import flax.linen as nn
 import jax
+from jax import lax
 from jax.extend.random import threefry2x32_p
 import jax.numpy as jnp
 import numpy as np
@@ -94,11 +95,28 @@ def _ones(axes):
   return nn.with_logical_partitioning(jax.nn.initializers.ones, axes)
 
 
+def _rows_dot(lhs, rhs, dimension_numbers, precision=None, **kwargs):
+  """`lax.dot_general` for `nn.Dense` on the rows flattened to [M, K].
+
+  Same products; but the kernel gradient becomes a 2-D dot contracting both
+  operands' rows where they lie, while from a [B, T, K] input XLA:CPU first
+  writes a transposed copy of the output gradient (fused with the dropout
+  mask's recomputation: ~10% of a BERT-Tiny step)."""
+  if (lhs.ndim > 2 and rhs.ndim == 2 and
+      dimension_numbers == (((lhs.ndim - 1,), (0,)), ((), ()))):
+    y = lax.dot_general(lhs.reshape(-1, lhs.shape[-1]), rhs,
+                        (((1,), (0,)), ((), ())), precision=precision,
+                        **kwargs)
+    return y.reshape(*lhs.shape[:-1], rhs.shape[-1])
+  return lax.dot_general(lhs, rhs, dimension_numbers, precision=precision,
+                         **kwargs)
+
+
 def _dense(cfg: BertConfig, features: int, axes: tuple[str, str],
            name: str) -> nn.Dense:
   return nn.Dense(features, dtype=cfg.compute_dtype, param_dtype=jnp.float32,
                   kernel_init=_init(cfg, axes), bias_init=_zeros(axes[1:]),
-                  name=name)
+                  dot_general=_rows_dot, name=name)
 
 
 def _layer_norm(name: str) -> nn.LayerNorm:
