@@ -232,6 +232,34 @@ def test_fused_mlm_loss_and_gradients_equal_plain_autodiff():
                                  atol=2e-5, err_msg=str(path))
 
 
+def test_dense_on_flattened_rows_equals_flax_dense():
+  """`models._dense` (dot on the rows flattened to 2-D) gives nn.Dense's
+  output and gradients, and its kernel gradient contracts both operands'
+  rows in place: no transposed copy of the output gradient (a 3-D dot gets
+  one on XLA:CPU)."""
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 32, 64)),
+                  jnp.float32)
+  ours = models._dense(CFG, 48, ("embed", "mlp"), "d")
+  plain = nn.Dense(48)
+  params = nn.unbox(ours.init(jax.random.PRNGKey(0), x))
+
+  def loss(p, layer, x):
+    return jnp.sum(jnp.sin(layer.apply(p, x)))
+
+  for layer in (ours, plain):
+    np.testing.assert_allclose(layer.apply(params, x),
+                               plain.apply(params, x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(layer.apply(params, x[0]),
+                               plain.apply(params, x[0]), rtol=1e-6, atol=1e-6)
+  got = jax.grad(loss, argnums=(0, 2))(params, ours, x)
+  want = jax.grad(loss, argnums=(0, 2))(params, plain, x)
+  for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  hlo = jax.jit(jax.grad(loss), static_argnums=1).lower(
+      params, ours, x).compile().as_text()
+  assert "lhs_contracting_dims={0}, rhs_contracting_dims={0}" in hlo, hlo
+
+
 def test_dropout_prng_choices():
   """config.dropout_prng: every implementation drives Flax dropout
   deterministically (same key → same masks), each with its own masks."""
