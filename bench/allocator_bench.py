@@ -90,11 +90,9 @@ def run_child(env_add: dict, a, size: str) -> dict:
 
 
 def main():
+  import train_bench  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="tiny")
-  p.add_argument("--seq", type=int, default=128)
-  p.add_argument("--preds", type=int, default=20)
-  p.add_argument("--batch", type=int, default=32)
+  train_bench.add_shape_args(p, "tiny")
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--settings", default="default,thp,tcmalloc")
   p.add_argument("--rounds", type=int, default=3)

@@ -208,10 +208,7 @@ def compare(size, seq, preds, batch, a) -> list[dict]:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="tiny,base")
-  p.add_argument("--seq", type=int, default=128)
-  p.add_argument("--preds", type=int, default=20)
-  p.add_argument("--batch", type=int, default=32)
+  train_bench.add_shape_args(p, "tiny,base")
   p.add_argument("--dtype", default="float32",
                  help="float32, or bfloat16: ours with model.dtype=bfloat16 "
                  "(fp32 params), HF under torch.autocast(bfloat16); MFU then "

@@ -140,10 +140,7 @@ def _top(per_op, index, k, keep) -> None:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="base")
-  p.add_argument("--seq", type=int, default=128)
-  p.add_argument("--preds", type=int, default=20)
-  p.add_argument("--batch", type=int, default=32)
+  train_bench.add_shape_args(p, "base")
   p.add_argument("--steps", type=int, default=2)
   p.add_argument("--dtype", default="float32")
   p.add_argument("--top", type=int, default=25)

@@ -89,10 +89,7 @@ def build(variant: str, a) -> dict:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="tiny")
-  p.add_argument("--seq", type=int, default=128)
-  p.add_argument("--preds", type=int, default=20)
-  p.add_argument("--batch", type=int, default=32)
+  train_bench.add_shape_args(p, "tiny")
   p.add_argument("--dtype", default="float32")
   p.add_argument("--variants", default="head,base")
   p.add_argument("--head_rev", default="HEAD",

@@ -50,6 +50,15 @@ def matmul_peak(n: int = 2048, repeats: int = 10,
   return 2 * n**3 / best / 1e12
 
 
+def add_shape_args(p, size: str) -> None:
+  """The step-shape flags every step benchmark takes."""
+  p.add_argument("--size", default=size, help="model size (configs/bert.py); a list where the "
+                 "script loops over sizes")
+  p.add_argument("--seq", type=int, default=128)
+  p.add_argument("--preds", type=int, default=20)
+  p.add_argument("--batch", type=int, default=32)
+
+
 def synthetic_batch(cfg, seq: int, preds: int, batch: int) -> dict:
   rng = np.random.default_rng(0)
   b = {"input_ids": rng.integers(5, cfg.vocab_size, (batch, seq)),
@@ -141,10 +150,7 @@ def bench(size: str, seq: int, preds: int, batch: int, steps: int,
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--size", default="tiny,mini,base")
-  p.add_argument("--seq", type=int, default=128)
-  p.add_argument("--preds", type=int, default=20)
-  p.add_argument("--batch", type=int, default=32)
+  add_shape_args(p, "tiny,mini,base")
   p.add_argument("--steps", type=int, default=5)
   p.add_argument("--dtype", default="float32")
   p.add_argument("--prng", default="default",
