@@ -13,17 +13,25 @@ and a round during which they used more than `--max_other` cores does not
 count (the table says how many rounds were clean; with none, all count).
 
 A variant is `+`-joined tokens:
-  base          train.make_train_step as the trainer builds it (threefry)
+  base          train.make_train_step as the trainer builds it (threefry,
+                `config.cpu_dots=auto`)
+  ynn           `cpu_dots=ynn`: XLA:CPU's default dot library (YNNPACK)
+  onednn_dots   `cpu_dots=onednn` (oneDNN dots, YNNPACK reductions)
   head          bert_jax/models.py as committed at --head_rev (default git
                 HEAD) instead of the working tree's: model and losses, losses
                 from the logits (for before/after tables)
   rbg / unsafe_rbg / threefry   the dropout key's `jax.random` implementation
   bits16        model.dropout_bits=16 (models.Dropout16: four keep decisions
                 per threefry block)
+  (the tokens below set XLA:CPU options on top of XLA's defaults, i.e.
+  of `cpu_dots=ynn`)
   xla_reduce    YNN only for dots: reductions by XLA's own emitter
   xla_dot       no YNN at all (XLA/Eigen dots)
   onednn        oneDNN dots instead of YNN
   vec512        xla_cpu_prefer_vector_width=512
+  memsched / concsched   xla_cpu_scheduler_type MEMORY_ / CONCURRENCY_OPTIMIZED
+  noconc        xla_cpu_enable_concurrency_optimized_scheduler=false
+  ynn_eltwise   YNN fusions for dots, reductions and elementwise ops
 Each variant prints its loss after two steps: identical numerics give the
 same loss; other dropout PRNGs give different masks, hence other losses.
 """
@@ -55,14 +63,26 @@ _COMPILER = {
                "xla_cpu_experimental_onednn_fusion_type":
                "LIBRARY_FUSION_TYPE_DOT"},
     "vec512": {"xla_cpu_prefer_vector_width": 512},
+    "memsched": {"xla_cpu_scheduler_type":
+                 "CPU_SCHEDULER_TYPE_MEMORY_OPTIMIZED"},
+    "concsched": {"xla_cpu_scheduler_type":
+                  "CPU_SCHEDULER_TYPE_CONCURRENCY_OPTIMIZED"},
+    "noconc": {"xla_cpu_enable_concurrency_optimized_scheduler": False},
+    "ynn_eltwise": {"xla_cpu_experimental_ynn_fusion_type":
+                    "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_ELTWISE,"
+                    "LIBRARY_FUSION_TYPE_REDUCE"},
 }
 _PRNG = {"rbg": "rbg", "unsafe_rbg": "unsafe_rbg", "threefry": "threefry2x32"}
 
 
 def build(variant: str, a) -> dict:
   opts, prng, mods, over = {}, "default", train_bench.models, {}
+  dots = "auto"
   for tok in variant.split("+"):
     if tok == "base":
+      continue
+    if tok in ("ynn", "onednn_dots"):
+      dots = "ynn" if tok == "ynn" else "onednn"
       continue
     if tok == "bits16":
       over["dropout_bits"] = 16
@@ -72,10 +92,11 @@ def build(variant: str, a) -> dict:
       prng = _PRNG[tok]
     elif tok in _COMPILER:
       opts.update(_COMPILER[tok])
+      dots = "ynn"
     else:
       raise ValueError(f"unknown variant token {tok!r}")
   c = train_bench.setup(a.size, a.seq, a.preds, a.batch, a.dtype, prng, mods,
-                       **over)
+                       cpu_dots=dots, **over)
   t = time.perf_counter()
   c["compiled"] = c["step"].lower(c["state"], c["batch"]).compile(
       compiler_options=opts or None)
@@ -131,6 +152,7 @@ def main():
   cfg = vs[names[0]]["cfg"]
   fl = flops.training_flops_per_sequence(cfg, a.seq, a.preds) * a.batch
   base = min(vs[names[0]]["times"] or vs[names[0]]["all_times"])
+  print(train_bench.machine())
   print(f"{a.size} seq {a.seq} batch {a.batch} preds {a.preds}; matmul peak "
         f"(best seen) {peak:.3f} TFLOP/s; {a.rounds} rounds × {a.steps} steps")
   print(f"| variant | best ms/step | median ms/step | seq/s | MFU | speed vs "

@@ -5,8 +5,9 @@ r"""Training-step throughput, model TFLOP/s and MFU.
 
 Times the jitted train step (LAMB, dropout on, gathered MLM head) on synthetic
 batches of the given shape, after compilation and warm-up; the MFU
-denominator is the f32 matmul peak measured in the same run (a large
-`jnp.dot`, best of several), so figures compare across machines. With
+denominator is the f32 matmul peak measured in the same run (the fastest
+`jnp.dot` over a 2048² product and BERT-Base's feed-forward shapes), so
+figures compare across machines. With
 `--repeats=N` the step is timed N times (`--steps` steps each), each after the
 machine has gone quiet (`quiet.py`), and the fastest counts. `--prng` picks
 the dropout key's PRNG implementation (`config.dropout_prng`).
@@ -32,22 +33,58 @@ from bert_jax import flops  # pylint: disable=g-import-not-at-top
 from bert_jax import models  # pylint: disable=g-import-not-at-top
 from bert_jax import optim  # pylint: disable=g-import-not-at-top
 from bert_jax import train  # pylint: disable=g-import-not-at-top
+from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10,
-                dtype: str = "float32") -> float:
-  """Measured matmul TFLOP/s on the default device (bfloat16: inputs in
+# Matmul shapes the peak is probed on: a square one and BERT-Base's
+# feed-forward products at 4,096 tokens (the largest dots of the step).
+PEAK_SHAPES = ((2048, 2048, 2048), (4096, 768, 3072), (4096, 3072, 768))
+
+
+def matmul_peak(repeats: int = 10, dtype: str = "float32",
+                shapes=PEAK_SHAPES) -> float:
+  """Measured matmul TFLOP/s on the default device: the best over `shapes`
+  (M, K, N), and on CPU over XLA's default dots and oneDNN's, of each one's
+  fastest of `repeats` runs (bfloat16: inputs in
   bfloat16, products accumulated in float32, as the model computes)."""
-  a = jnp.asarray(np.random.default_rng(0).normal(size=(n, n)), dtype)
-  f = jax.jit(lambda x: jnp.dot(x, x, preferred_element_type=jnp.float32))
-  f(a).block_until_ready()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    f(a).block_until_ready()
-    best = min(best, time.perf_counter() - t)
-  return 2 * n**3 / best / 1e12
+  rng, best_rate = np.random.default_rng(0), 0.0
+  libraries = [None]  # XLA's default; on CPU also oneDNN (`cpu_dots`)
+  if jax.default_backend() == "cpu":
+    libraries.append(xla_cpu.ONEDNN_DOTS)
+  for m, k, n in shapes:
+    x = jnp.asarray(rng.normal(size=(m, k)), dtype)
+    y = jnp.asarray(rng.normal(size=(k, n)), dtype)
+    for opts in libraries:
+      f = jax.jit(lambda u, v: jnp.dot(u, v, preferred_element_type=jnp.float32),
+                  compiler_options=opts)
+      f(x, y).block_until_ready()
+      best = float("inf")
+      for _ in range(repeats):
+        t = time.perf_counter()
+        f(x, y).block_until_ready()
+        best = min(best, time.perf_counter() - t)
+      best_rate = max(best_rate, 2 * m * k * n / best / 1e12)
+  return best_rate
+
+
+def machine() -> str:
+  """The CPU model, core count and matrix ISA: timings only compare on the
+  same machine."""
+  name, flags = "unknown CPU", set()
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, val = line.partition(":")
+        if key.strip() == "model name":
+          name = val.strip()
+        elif key.strip() == "flags":
+          flags = set(val.split())
+  except OSError:
+    pass
+  isa = [x for x in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+         if x in flags]
+  return f"{name}, {os.cpu_count()} CPUs, {'/'.join(isa) or 'no AVX2'}"
 
 
 def add_shape_args(p, size: str) -> None:
@@ -105,9 +142,10 @@ def make_step(model, tx, prng: str = "default", mods=models):
 
 
 def setup(size: str, seq: int, preds: int, batch: int, dtype: str = "float32",
-          prng: str = "default", mods=models, **model_overrides) -> dict:
+          prng: str = "default", mods=models, cpu_dots: str = "auto",
+          **model_overrides) -> dict:
   """Model, state, jitted step and a synthetic batch (`mods`: the version of
-  `bert_jax.models` to use)."""
+  `bert_jax.models` to use; `cpu_dots`: as `config.cpu_dots`)."""
   c = bert_config.get_config(size)
   c.model.dtype = dtype
   cfg = mods.BertConfig(**{**c.model.to_dict(), **model_overrides})
@@ -120,7 +158,10 @@ def setup(size: str, seq: int, preds: int, batch: int, dtype: str = "float32",
   tx = optim.lamb(optim.google_schedule(1e-4, 10, 1000))
   state = {"params": params, "opt_state": tx.init(params),
            "global_step": jnp.asarray(0, jnp.int32)}
-  step = jax.jit(make_step(model, tx, prng, mods), donate_argnums=0)
+  opts = xla_cpu.compiler_options(cpu_dots, cfg.hidden_size,
+                                  jax.default_backend())
+  step = jax.jit(make_step(model, tx, prng, mods), donate_argnums=0,
+                 compiler_options=opts)
   return {"cfg": cfg, "model": model, "state": state, "step": step,
           "batch": b}
 
@@ -161,6 +202,8 @@ def main():
   p.add_argument("--max_other", type=float, default=0.25)
   p.add_argument("--quiet_timeout", type=float, default=60.0)
   a = p.parse_args()
+  print(machine())
+  quiet.wait(a.max_other, a.quiet_timeout)
   peak = matmul_peak(dtype=a.dtype)
   print(f"{jax.devices()[0].platform} x{jax.device_count()}: measured "
         f"{a.dtype} matmul peak {peak:.3f} TFLOP/s")

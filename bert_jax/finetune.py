@@ -53,6 +53,7 @@ from bert_jax import models
 from bert_jax import optim
 from bert_jax import sharding
 from bert_jax import tasks
+from bert_jax import xla_cpu
 from bert_jax.stats import metrics as metrics_lib
 
 METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
@@ -163,10 +164,13 @@ def _steps(cfg: models.BertConfig, num_outputs: int, dropout: float,
     return model.apply({"params": params}, batch["input_ids"],
                        batch["input_mask"], batch["segment_ids"])
 
+  opts = xla_cpu.compiler_options("auto", cfg.hidden_size,
+                                  mesh.devices.flat[0].platform)
   train = jax.jit(train_step, in_shardings=(replicated, data, None, None),
-                  out_shardings=(replicated, replicated), donate_argnums=0)
+                  out_shardings=(replicated, replicated), donate_argnums=0,
+                  compiler_options=opts)
   evaluate = jax.jit(forward, in_shardings=(replicated, data),
-                     out_shardings=replicated)
+                     out_shardings=replicated, compiler_options=opts)
   init_opt = jax.jit(tx.init, out_shardings=replicated)
   return model, init_opt, train, evaluate
 

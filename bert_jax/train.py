@@ -32,8 +32,10 @@ from bert_jax import flops
 from bert_jax import input_pipeline
 from bert_jax import interop
 from bert_jax import models
+from bert_jax import nonfinite
 from bert_jax import optim
 from bert_jax import sharding
+from bert_jax import xla_cpu
 
 
 @dataclasses.dataclass
@@ -83,6 +85,7 @@ def _batch_spec(phase_cfg, config, model_cfg) -> input_pipeline.DataSpec:
 def _check(config, model_cfg: models.BertConfig, mesh) -> None:
   if config.get("on_nonfinite", "stop") not in ("stop", "skip"):
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r}: stop or skip.")
+  xla_cpu.check(config.get("cpu_dots", "auto"))
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   for p in phases(config):
     b = p.cfg.global_batch_size
@@ -114,8 +117,7 @@ def make_optimizer(config, phase: Phase, offset: int) -> optax.GradientTransform
                       o.clip_norm)
 
 
-class NonFiniteError(FloatingPointError):
-  """The loss or the gradients became NaN/Inf."""
+NonFiniteError = nonfinite.NonFiniteError
 
 
 def dropout_key(seed: int, prng: str = "threefry2x32"):
@@ -356,22 +358,25 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
   skip = config.get("on_nonfinite", "stop") == "skip"
+  opts = xla_cpu.compiler_options(config.get("cpu_dots", "auto"),
+                                  model.cfg.hidden_size,
+                                  mesh.devices.flat[0].platform)
   step_fn = jax.jit(make_train_step(model, tx, accum, init_seed(config), skip,
                                     config.get("dropout_prng", "threefry2x32")),
-                    in_shardings=(state_sh, data_sh),
+                    in_shardings=(state_sh, data_sh), compiler_options=opts,
                     out_shardings=(state_sh, None), donate_argnums=0)
   batches = input_pipeline.global_batches(
       ds, data_sh, input_pipeline.list_files(spec.files))
   fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
                                          pc.max_predictions_per_seq)
-  eval_step = jax.jit(make_eval_step(model))
+  eval_step = jax.jit(make_eval_step(model), compiler_options=opts)
   metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
   if first == 0 and phase.index == 0 and 0 in ckpt.keep_forever and (
       ckpt.latest_step() is None):  # the initialisation (MultiBERTs step_0)
     ckpt.save(0, state, {"phase": 0, "phase_step": 0, "data_streams": streams,
                          "records_per_stream": 0, "config": config.to_json()},
               force=True)
-  watch, counts = _NonFiniteWatch(skip), []
+  watch, counts = nonfinite.Watch(skip), []
   for local in range(first, pc.num_steps):
     try:
       batch = next(batches)
@@ -445,33 +450,6 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     logging.info("eval after phase %d: %s", phase.index + 1, ev)
     result["eval"] = ev
   return result
-
-
-class _NonFiniteWatch:
-  """Collects each step's non-finite flag without a device sync; `check`
-  (at log and save points) stops the run, or counts the skipped steps."""
-
-  def __init__(self, skip: bool):
-    self.skip, self.pending, self.skipped = skip, [], []
-
-  def add(self, step: int, flag) -> None:
-    self.pending.append((step, flag))
-
-  def check(self, ckpt) -> None:
-    if not self.pending:
-      return
-    flags = jax.device_get([f for _, f in self.pending])
-    bad = [s for (s, _), f in zip(self.pending, flags) if int(f)]
-    self.pending = []
-    if bad and self.skip:
-      self.skipped += bad
-      logging.warning("Skipped non-finite steps %s (on_nonfinite=skip).", bad)
-    elif bad:
-      raise NonFiniteError(
-          f"Loss or gradients became NaN/Inf at step {bad[0]}; stopped "
-          f"without saving it. The last good checkpoint is step "
-          f"{ckpt.latest_step()}. Lower the learning rate, check the data, "
-          "or set --config.on_nonfinite=skip to skip such steps.")
 
 
 def tx_lr(config, phase, local_step):
