@@ -81,13 +81,8 @@ def torch_peak(repeats: int = 10, dtype: str = "float32") -> float:
   for m, k, n in train_bench.PEAK_SHAPES:
     x = torch.randn(m, k).to(getattr(torch, dtype))
     y = torch.randn(k, n).to(getattr(torch, dtype))
-    x @ y
-    best = float("inf")
-    for _ in range(repeats):
-      t = time.perf_counter()
-      x @ y
-      best = min(best, time.perf_counter() - t)
-    best_rate = max(best_rate, 2 * m * k * n / best / 1e12)
+    t = train_bench.best_seconds(lambda x=x, y=y: x @ y, repeats)
+    best_rate = max(best_rate, 2 * m * k * n / t / 1e12)
   return best_rate
 
 

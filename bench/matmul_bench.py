@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 import jax
 from jax import lax
@@ -58,16 +57,6 @@ def _torch_product(tx, ty, layout: str):
   if layout == "tn":
     return lambda: tx.T @ ty
   return lambda: tx @ ty
-
-
-def _best(fn, repeats: int) -> float:
-  fn()
-  best = float("inf")
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    best = min(best, time.perf_counter() - t)
-  return best
 
 
 def main():
@@ -105,13 +94,15 @@ def main():
                 u, v, (c, ((), ())), preferred_element_type=out or None)
                         ).lower(x, y).compile(compiler_options=opts)
             f(x, y).block_until_ready()
-            t = _best(lambda f=f: f(x, y).block_until_ready(), a.repeats)
+            t = train_bench.best_seconds(
+                lambda f=f: f(x, y).block_until_ready(), a.repeats)
             row.append(f"{flop / t / 1e9:,.0f}")
           except Exception as e:  # pylint: disable=broad-except
             row.append(f"n/a ({type(e).__name__})")
         tx = torch.tensor(np.asarray(x, np.float32)).to(getattr(torch, dtype))
         ty = torch.tensor(np.asarray(y, np.float32)).to(getattr(torch, dtype))
-        t = _best(_torch_product(tx, ty, layout), a.repeats)
+        t = train_bench.best_seconds(_torch_product(tx, ty, layout),
+                                     a.repeats)
         print(f"| {shape} | {layout} | {spec} | " + " | ".join(row) +
               f" | {flop / t / 1e9:,.0f} |", flush=True)  # torch: out = in
 

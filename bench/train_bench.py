@@ -6,9 +6,9 @@ r"""Training-step throughput, model TFLOP/s and MFU.
 Times the jitted train step (LAMB, dropout on, gathered MLM head) on synthetic
 batches of the given shape, after compilation and warm-up; the MFU
 denominator is the f32 matmul peak measured in the same run (the fastest
-`jnp.dot` over a 2048² product and BERT-Base's feed-forward shapes), so
-figures compare across machines. With
-`--repeats=N` the step is timed N times (`--steps` steps each), each after the
+`jnp.dot` over a 2048² product and BERT-Base's feed-forward shapes, with
+XLA's default and, on CPU, oneDNN dots), so figures compare across machines.
+With `--repeats=N` the step is timed N times (`--steps` steps each), each after the
 machine has gone quiet (`quiet.py`), and the fastest counts. `--prng` picks
 the dropout key's PRNG implementation (`config.dropout_prng`).
 """
@@ -42,12 +42,23 @@ from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
 PEAK_SHAPES = ((2048, 2048, 2048), (4096, 768, 3072), (4096, 3072, 768))
 
 
+def best_seconds(fn, repeats: int) -> float:
+  """Fastest of `repeats` timed calls of `fn` (which blocks until done),
+  after one untimed warm-up call."""
+  fn()
+  best = float("inf")
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - t)
+  return best
+
+
 def matmul_peak(repeats: int = 10, dtype: str = "float32",
                 shapes=PEAK_SHAPES) -> float:
   """Measured matmul TFLOP/s on the default device: the best over `shapes`
-  (M, K, N), and on CPU over XLA's default dots and oneDNN's, of each one's
-  fastest of `repeats` runs (bfloat16: inputs in
-  bfloat16, products accumulated in float32, as the model computes)."""
+  (M, K, N) and, on CPU, over XLA's default dots and oneDNN's. bfloat16:
+  inputs in bfloat16, products accumulated in float32, as the model does."""
   rng, best_rate = np.random.default_rng(0), 0.0
   libraries = [None]  # XLA's default; on CPU also oneDNN (`cpu_dots`)
   if jax.default_backend() == "cpu":
@@ -56,15 +67,10 @@ def matmul_peak(repeats: int = 10, dtype: str = "float32",
     x = jnp.asarray(rng.normal(size=(m, k)), dtype)
     y = jnp.asarray(rng.normal(size=(k, n)), dtype)
     for opts in libraries:
-      f = jax.jit(lambda u, v: jnp.dot(u, v, preferred_element_type=jnp.float32),
-                  compiler_options=opts)
-      f(x, y).block_until_ready()
-      best = float("inf")
-      for _ in range(repeats):
-        t = time.perf_counter()
-        f(x, y).block_until_ready()
-        best = min(best, time.perf_counter() - t)
-      best_rate = max(best_rate, 2 * m * k * n / best / 1e12)
+      f = jax.jit(lambda u, v: jnp.dot(
+          u, v, preferred_element_type=jnp.float32), compiler_options=opts)
+      t = best_seconds(lambda f=f: f(x, y).block_until_ready(), repeats)
+      best_rate = max(best_rate, 2 * m * k * n / t / 1e12)
   return best_rate
 
 

@@ -28,18 +28,12 @@ def check(choice: str) -> None:
                      f"{', '.join(CHOICES)}.")
 
 
-def uses_onednn(choice: str, hidden_size: int) -> bool:
-  check(choice)
-  return choice == "onednn" or (choice == "auto" and
-                                hidden_size >= ONEDNN_FROM_HIDDEN)
-
-
 def compiler_options(choice: str, hidden_size: int,
                      platform: str) -> dict | None:
   """`jax.jit(..., compiler_options=...)` for a step of a model with this
   hidden size on `platform` (a jax device platform): None leaves XLA's
   defaults."""
   check(choice)
-  if platform == "cpu" and uses_onednn(choice, hidden_size):
-    return dict(ONEDNN_DOTS)
-  return None
+  onednn = choice == "onednn" or (choice == "auto" and
+                                  hidden_size >= ONEDNN_FROM_HIDDEN)
+  return dict(ONEDNN_DOTS) if platform == "cpu" and onednn else None
