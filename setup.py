@@ -26,6 +26,7 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     "test": [
         "pytest>=8,<10",
+        "packaging>=23",  # tests/test_readme.py reads setup.py's ranges
         "psutil>=5.9,<8",
         # Google's original tokenization.py and create_pretraining_data.py,
         # used only as reference implementations in parity tests.

@@ -17,6 +17,7 @@ import signal
 import threading
 from typing import Any, Sequence
 
+from data_prep import fileio
 from etils import epath
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
@@ -61,9 +62,10 @@ class Checkpointer:
         enable_async_checkpointing=async_save and not read_only,
         read_only=read_only, create=not read_only)
     self.manager = ocp.CheckpointManager(
-        epath.Path(workdir) / "checkpoints", options=options,
+        epath.Path(fileio.resolve(workdir)) / "checkpoints", options=options,
         item_names=("state", "meta"))
     self._stop = threading.Event()
+    self._pending: int | None = None  # step of an asynchronous save under way
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
@@ -75,19 +77,42 @@ class Checkpointer:
     return self.manager.should_save(step)
 
   def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
+    """Starts a save if the policies (or `force`) ask for one; raises
+    CheckpointError if it, or the previous asynchronous one, failed."""
+    self.check()
     try:
-      return self.manager.save(
+      saved = self.manager.save(
           step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                         meta=ocp.args.JsonSave(meta)),
           force=force)
-    except OSError as e:  # e.g. a full disk, here or in the previous async save
-      raise CheckpointError(self._failed(step, e)) from e
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      # e.g. a full disk or a vanished directory, here or in the previous
+      # asynchronous save (which Orbax waits for first).
+      raise CheckpointError(self._failed(self._pending or step, e)) from e
+    if saved:
+      self._pending = step
+    return saved
 
-  def _failed(self, step, error) -> str:
+  def check(self, step: int | None = None) -> None:
+    """Raises CheckpointError as soon as an asynchronous save has failed
+    (`step`: the training step just done, for the message); cheap and
+    non-blocking, so the trainer calls it after every step."""
+    if self._pending is not None and not self.manager.is_saving_in_progress():
+      self.wait(step)
+
+  def _failed(self, step, error, noticed: int | None = None) -> str:
+    at = "" if noticed is None else f" (training stopped after step {noticed})"
     return (f"Saving checkpoint step {step} under {self.manager.directory} "
-            f"failed: {error}. Completed checkpoints are intact (steps "
-            f"{self.all_steps()}); free space or fix the path and rerun the "
-            "same command to resume.")
+            f"failed{at}: {type(error).__name__}: {error}. Completed checkpoints "
+            f"are intact (steps {self._completed(step)}); free space or fix "
+            "the path and rerun the same command to resume.")
+
+  def _completed(self, failed: int) -> list[int]:
+    try:
+      steps = self.all_steps()
+    except Exception:  # pylint: disable=broad-exception-caught
+      return []
+    return [s for s in steps if s != failed]
 
   def restore(self, step: int, abstract_state: Any) -> tuple[Any, dict]:
     """Restores into the shardings carried by `abstract_state`."""
@@ -131,11 +156,14 @@ class Checkpointer:
   def request_stop(self) -> None:
     self._stop.set()
 
-  def wait(self) -> None:
+  def wait(self, noticed: int | None = None) -> None:
+    """Blocks until the asynchronous save (if any) is done; raises
+    CheckpointError naming its step if it failed."""
+    step, self._pending = self._pending, None
     try:
       self.manager.wait_until_finished()
-    except OSError as e:
-      raise CheckpointError(self._failed(self.latest_step(), e)) from e
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      raise CheckpointError(self._failed(step, e, noticed)) from e
 
   def close(self) -> None:
     self.manager.close()

@@ -19,6 +19,8 @@ import json
 from absl import app
 from absl import flags
 
+from data_prep import fileio
+
 _COMMANDS = ("export_hf", "export_tf", "import_hf", "import_tf")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run to export from, or the "
                                "new workdir an import writes.")
@@ -47,7 +49,7 @@ def _lower() -> bool | None:
 def _required(flag, command: str) -> str:
   if not flag.value:
     raise app.UsageError(f"{command} needs --{flag.name}.")
-  return flag.value
+  return fileio.resolve(flag.value)
 
 
 def main(argv):
@@ -60,11 +62,13 @@ def main(argv):
   if command.startswith("export"):
     report = releases.export_run(
         workdir, _STEP.value, _required(_OUTPUT_DIR, command),
-        kind=command[len("export_"):], vocab_file=_VOCAB_FILE.value,
+        kind=command[len("export_"):],
+        vocab_file=fileio.resolve(_VOCAB_FILE.value),
         do_lower_case=_lower(), heads=_HEADS.value == "pretraining")
   elif command == "import_hf":
     report = releases.import_hf(_required(_HF_DIR, command), workdir,
-                                _VOCAB_FILE.value, _lower(), _SEED.value)
+                                fileio.resolve(_VOCAB_FILE.value), _lower(),
+                                _SEED.value)
   else:
     report = releases.import_tf(
         _required(_TF_CHECKPOINT, command), _required(_BERT_CONFIG, command),

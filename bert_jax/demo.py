@@ -1,11 +1,13 @@
 r"""The embedded default job: data preparation + two-phase pretraining on CPU.
 
-    python -m bert_jax.demo [--workdir=bert_jax_demo]
+    python -m bert_jax.demo [--workdir=bert_jax_demo] [--corpus_mb=6]
+        [--config.phase1.num_steps=600 ...]
 
 Harvests the default corpus, trains a WordPiece vocab, writes seq-128 and
 seq-512 shards with a 5% held-out split, pretrains `configs/demo.py` (a
-BERT-Tiny) through both phases with checkpoints, and prints the held-out MLM
-and NSP accuracy. Rerunning the command resumes where it stopped.
+BERT-Tiny; every field can be overridden with `--config.<field>=`) through
+both phases with checkpoints, and prints the held-out MLM and NSP accuracy.
+Rerunning the command resumes where it stopped.
 """
 
 import json
@@ -14,9 +16,17 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+from ml_collections import config_flags
+
+import configs
+from data_prep import fileio
 
 _WORKDIR = flags.DEFINE_string("workdir", "bert_jax_demo", "Output directory.")
 _CORPUS_MB = flags.DEFINE_float("corpus_mb", 6.0, "Harvested corpus size.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(configs.__file__), "demo.py"),
+    "Training config (configs/demo.py); its data files are set by the demo.",
+    lock_config=True)
 
 
 def prepare(workdir: str, corpus_mb: float) -> dict[int, str]:
@@ -49,11 +59,10 @@ def prepare(workdir: str, corpus_mb: float) -> dict[int, str]:
 
 def main(argv):
   del argv
-  workdir = _WORKDIR.value
+  workdir = fileio.resolve(_WORKDIR.value)
   dirs = prepare(workdir, _CORPUS_MB.value)
   from bert_jax import train  # pylint: disable=g-import-not-at-top
-  from configs import demo  # pylint: disable=g-import-not-at-top
-  config = demo.get_config()
+  config = _CONFIG.value
   for phase, seq in (("phase1", 128), ("phase2", 512)):
     config[phase].train_files = os.path.join(dirs[seq], "train-*")
     config[phase].eval_files = os.path.join(dirs[seq], "eval-*")

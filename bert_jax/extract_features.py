@@ -19,6 +19,8 @@ from absl import app
 from absl import flags
 
 from bert_jax import features
+from bert_jax import xla_cpu
+from data_prep import fileio
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run or imported checkpoint.")
 _STEP = flags.DEFINE_integer("step", -1, "Checkpoint step (-1: latest).")
@@ -32,6 +34,8 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per forward pass.")
 _VOCAB = flags.DEFINE_string("vocab_file", None, "Default: the checkpoint's.")
 _LOWER = flags.DEFINE_enum("do_lower_case", "auto", ["auto", "true", "false"],
                            "Default: the checkpoint's.")
+_CPU_DOTS = flags.DEFINE_enum("cpu_dots", "auto", list(xla_cpu.CHOICES),
+                              "XLA:CPU matmul library (README, 'CPU runs').")
 
 
 def main(argv):
@@ -46,9 +50,11 @@ def main(argv):
                          "integers.") from e
   lower = None if _LOWER.value == "auto" else _LOWER.value == "true"
   try:
-    n = features.extract_file(_WORKDIR.value, _STEP.value, _INPUT.value,
-                              _OUTPUT.value, layers, _MAX_SEQ.value,
-                              _BATCH.value, _VOCAB.value, lower)
+    n = features.extract_file(
+        fileio.resolve(_WORKDIR.value), _STEP.value,
+        fileio.resolve(_INPUT.value), fileio.resolve(_OUTPUT.value), layers,
+        _MAX_SEQ.value, _BATCH.value, fileio.resolve(_VOCAB.value), lower,
+        _CPU_DOTS.value)
   except ValueError as e:
     raise app.UsageError(str(e)) from e
   print(json.dumps({"examples": n, "output_file": _OUTPUT.value}))

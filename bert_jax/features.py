@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import numpy as np
@@ -13,19 +14,23 @@ class LayerError(ValueError):
 
 
 def extract(params, cfg, rows, segs, layers: list[int], max_seq_length: int,
-            batch_size: int):
-  """Yields, per example, an array [len(layers), tokens, hidden]."""
+            batch_size: int, cpu_dots: str = "auto"):
+  """Yields, per example, an array [len(layers), tokens, hidden];
+  `cpu_dots`: as `config.cpu_dots` (`bert_jax.xla_cpu`)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
+  from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   n = cfg.num_hidden_layers
   bad = [l for l in layers if not -n <= l < n]
   if bad:
     raise LayerError(f"--layers={bad}: the model has {n} layers "
                      f"(use {-n}..{n - 1}).")
   model = models.Bert(cfg)
+  opts = xla_cpu.compiler_options(cpu_dots, cfg.hidden_size,
+                                  jax.devices()[0].platform)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=opts)
   def forward(ids, mask, seg):
     _, state = model.apply({"params": params["bert"]}, ids, mask, seg,
                            mutable=["intermediates"])
@@ -55,7 +60,7 @@ def write_jsonl(f, index: int, tokens: list[str], layers: list[int],
 
 def extract_file(workdir, step, input_file, output_file, layers,
                  max_seq_length, batch_size, vocab_file=None,
-                 do_lower_case=None) -> int:
+                 do_lower_case=None, cpu_dots: str = "auto") -> int:
   """Reads, tokenizes, runs and writes; returns the number of examples."""
   from etils import epath  # pylint: disable=g-import-not-at-top
   from bert_jax import interop  # pylint: disable=g-import-not-at-top
@@ -76,7 +81,7 @@ def extract_file(workdir, step, input_file, output_file, layers,
   examples = tasks.read_examples(text.splitlines())
   rows, segs = tasks.featurize(examples, tok, max_seq_length)
   vectors = extract(params, cfg, rows, segs, layers, max_seq_length,
-                    batch_size)
+                    batch_size, cpu_dots)
   out = epath.Path(output_file)
   tmp = out.parent / f".{out.name}.tmp"
   if output_file.endswith(".npz"):

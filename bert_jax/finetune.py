@@ -55,6 +55,7 @@ from bert_jax import sharding
 from bert_jax import tasks
 from bert_jax import xla_cpu
 from bert_jax.stats import metrics as metrics_lib
+from data_prep import fileio
 
 METRICS = ("accuracy", "f1", "matthews", "pearson", "spearman")
 
@@ -133,7 +134,7 @@ def _batch(rows, segs, labels, idx, batch_size: int, max_seq_length: int,
 @functools.lru_cache(maxsize=4)
 def _steps(cfg: models.BertConfig, num_outputs: int, dropout: float,
            regression: bool, weight_decay: float, clip_norm: float,
-           mesh: jax.sharding.Mesh):
+           mesh: jax.sharding.Mesh, cpu_dots: str = "auto"):
   """(model, optimizer, jitted train step, jitted forward). Cached so that
   runs differing only in seed, data or learning rate reuse the compilation:
   the learning rate enters each step as an argument (the optimizer is built
@@ -164,7 +165,7 @@ def _steps(cfg: models.BertConfig, num_outputs: int, dropout: float,
     return model.apply({"params": params}, batch["input_ids"],
                        batch["input_mask"], batch["segment_ids"])
 
-  opts = xla_cpu.compiler_options("auto", cfg.hidden_size,
+  opts = xla_cpu.compiler_options(cpu_dots, cfg.hidden_size,
                                   mesh.devices.flat[0].platform)
   train = jax.jit(train_step, in_shardings=(replicated, data, None, None),
                   out_shardings=(replicated, replicated), donate_argnums=0,
@@ -256,6 +257,9 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   for field in ("init_checkpoint", "task_dir", "output_dir"):
     if not c.get(field):
       raise ValueError(f"config.{field} is required.")
+  for field in ("init_checkpoint", "task_dir", "output_dir", "vocab_file"):
+    c[field] = fileio.resolve(c[field])  # relative to where the job started
+  xla_cpu.check(str(c.cpu_dots))
   t0 = time.perf_counter()
   choices = {"auto": None, "true": True, "false": False}
   for field in ("test_has_header", "do_lower_case"):
@@ -311,7 +315,7 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   mesh = sharding.create_mesh(-1, devices=devices)
   model, init_opt, train_step, forward = _steps(
       cfg, task.num_outputs, dropout, task.regression, float(c.weight_decay),
-      float(c.clip_norm), mesh)
+      float(c.clip_norm), mesh, str(c.cpu_dots))
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(c.seed))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   params = jax.device_put(init_params(model, encoder["bert"], init_key),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import sys
 from absl import app
 from absl import flags
 from absl import logging
+
+from data_prep import fileio
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file[:arg], as for "
                               "bert_jax.main.")
@@ -85,22 +88,38 @@ def export_seed(workdir: str, heads: bool = True) -> list[str]:
   return written
 
 
+_PATH_OVERRIDE = re.compile(
+    r"^(--config\.(?:phase\d\.(?:train|eval)_files|init_from)=)(.*)$")
+
+
+def _resolved(arg: str) -> str:
+  """A data or init_from override made absolute, so that the commands work
+  from any directory (a scheduler's, or `--mode=print` pasted elsewhere)."""
+  m = _PATH_OVERRIDE.match(arg)
+  return m.group(1) + fileio.resolve_list(m.group(2)) if m else arg
+
+
 def main(argv):
-  extra = argv[1:]
+  extra = [_resolved(a) for a in argv[1:]]
   if not _CONFIG.value and _MODE.value != "export":
     raise app.UsageError("--config is required.")
   if not _SWEEP_DIR.value:
     raise app.UsageError("--sweep_dir is required.")
   seeds = parse_seeds(_SEEDS.value)
+  sweep_dir = fileio.resolve(_SWEEP_DIR.value)
+  config = _CONFIG.value
+  if config and not fileio.is_remote(config):  # path[:argument]
+    path, colon, arg = config.partition(":")
+    config = fileio.resolve(path) + colon + arg
   report = {"seeds": seeds, "runs": {}}
   for seed in seeds:
-    cmd = train_command(_CONFIG.value, _SWEEP_DIR.value, seed, extra)
+    cmd = train_command(config, sweep_dir, seed, extra)
     if _MODE.value == "print":
       print(shlex.join(["python", *cmd[1:]]))
       continue
     if _MODE.value == "slurm":
-      env = {**os.environ, "WORKDIR": seed_dir(_SWEEP_DIR.value, seed),
-             "CONFIG": _CONFIG.value}
+      env = {**os.environ, "WORKDIR": seed_dir(sweep_dir, seed),
+             "CONFIG": config}
       sbatch = ["sbatch", f"--job-name=bert_jax-seed_{seed}",
                 "launch/gpu/slurm.sbatch", f"--config.seed={seed}", *extra]
       logging.info("seed %d: %s", seed, shlex.join(sbatch))
@@ -112,7 +131,7 @@ def main(argv):
       if proc.returncode:
         raise app.UsageError(f"seed {seed} failed (exit {proc.returncode}); "
                              "rerun the same command to resume it.")
-    run = {"workdir": seed_dir(_SWEEP_DIR.value, seed)}
+    run = {"workdir": seed_dir(sweep_dir, seed)}
     if _EXPORT_HF.value:
       run["exported"] = export_seed(run["workdir"], _HEADS.value)
     report["runs"][seed] = run

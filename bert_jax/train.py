@@ -36,6 +36,7 @@ from bert_jax import nonfinite
 from bert_jax import optim
 from bert_jax import sharding
 from bert_jax import xla_cpu
+from data_prep import fileio
 
 
 @dataclasses.dataclass
@@ -246,8 +247,24 @@ def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
   return {f"eval_{k}": v / max(n, 1) for k, v in totals.items()}
 
 
+def resolve_paths(config: ml_collections.ConfigDict
+                  ) -> ml_collections.ConfigDict:
+  """A copy of `config` with its local paths absolute (`~` expanded), so the
+  config saved in checkpoints works from any directory."""
+  config = config.copy_and_resolve_references()
+  for name in ("phase1", "phase2"):
+    for field in ("train_files", "eval_files"):
+      if config.get(name) is not None and config[name].get(field):
+        config[name][field] = fileio.resolve_list(config[name][field])
+  if config.get("init_from"):
+    config.init_from = fileio.resolve(config.init_from)
+  return config
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs (or resumes) all phases; returns the final metrics."""
+  """Runs (or resumes) all phases; returns the final metrics. Relative paths
+  (workdir, data, init_from) are taken from the current directory."""
+  config, workdir = resolve_paths(config), fileio.resolve(workdir)
   mesh = sharding.create_mesh(config.mesh.data, config.mesh.fsdp,
                               config.mesh.tensor,
                               dcn_data=config.mesh.get("dcn_data", 1))
@@ -393,6 +410,7 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                      getattr(mem, "argument_size_in_bytes", 0) / 2**20)
     state, m = step_fn(state, batch)
     step = phase.start + local + 1
+    ckpt.check(step)  # a failed background save stops the run here
     watch.add(step, m["nonfinite"])
     counts.append((m["sequences"], m["real_tokens"]))
     logged = step % config.log_every == 0 or local + 1 == pc.num_steps

@@ -47,4 +47,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.vocab_file = ""  # "": the checkpoint's recorded vocab
   config.do_lower_case = "auto"  # auto (the checkpoint's) | true | false
   config.dtype = ""  # compute dtype ("": the checkpoint's, e.g. bfloat16)
+  config.cpu_dots = "auto"  # XLA:CPU matmuls: auto | ynn | onednn (README)
   return config

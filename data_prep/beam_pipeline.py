@@ -310,6 +310,7 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: job.Outputs,
   `pipeline_args`: Beam options (`--runner=…`, `--project=…`, …).
   """
   launched = time.time()
+  cfg, files, outputs = job.resolve_paths(cfg, files, outputs)
   job.check_flags(cfg)
   options = beam_options.PipelineOptions(list(pipeline_args))
   runner_name = _runner_name(options)

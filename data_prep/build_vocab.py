@@ -110,11 +110,13 @@ def main(argv):
   del argv
   FLAGS = flags.FLAGS  # pylint: disable=invalid-name
   files = corpus.expand_inputs(FLAGS.input_file)
+  output = fileio.resolve(FLAGS.output)
+  fileio.makedirs(os.path.dirname(output) or ".")
   if FLAGS.model == "wordpiece":
-    train_wordpiece(files, FLAGS.output, FLAGS.vocab_size, FLAGS.do_lower_case,
+    train_wordpiece(files, output, FLAGS.vocab_size, FLAGS.do_lower_case,
                     FLAGS.num_unused, FLAGS.min_frequency)
   else:
-    print(train_sentencepiece(files, FLAGS.output, FLAGS.vocab_size,
+    print(train_sentencepiece(files, output, FLAGS.vocab_size,
                               FLAGS.do_lower_case, FLAGS.max_sentences))
 
 

@@ -17,6 +17,22 @@ def is_remote(path: str) -> bool:
   return "://" in path
 
 
+def resolve(path: str | None) -> str | None:
+  """A local path (or glob) made absolute, `~` expanded, where it enters the
+  program: later stages, Orbax and recorded metadata then work from any
+  directory. URLs (`gs://…`) and empty values are returned as they are."""
+  if not path or is_remote(path):
+    return path
+  return os.path.abspath(os.path.expanduser(path))
+
+
+def resolve_list(paths: str | None) -> str | None:
+  """`resolve` for each item of a comma-separated list of paths or globs."""
+  if not paths:
+    return paths
+  return ",".join(resolve(p.strip()) for p in paths.split(",") if p.strip())
+
+
 def _gfile():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return tf.io.gfile
@@ -25,7 +41,7 @@ def _gfile():
 def glob(pattern: str) -> list[str]:
   if is_remote(pattern):
     return sorted(_gfile().glob(pattern))
-  return sorted(_glob.glob(os.path.expanduser(pattern)))
+  return sorted(_glob.glob(resolve(pattern)))
 
 
 def exists(path: str) -> bool:

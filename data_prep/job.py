@@ -218,9 +218,23 @@ def _assemble(plan: Plan, split: str, outputs: list[str]) -> list[dict]:
   return shards
 
 
+def resolve_paths(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs
+                  ) -> tuple[pipeline.PrepConfig, list[str], Outputs]:
+  """The job's local paths made absolute (`fileio.resolve`), so that what
+  metadata.json records (vocab, inputs, shards) works from any directory."""
+  cfg = dataclasses.replace(cfg, vocab_file=fileio.resolve(cfg.vocab_file),
+                            tfds_data_dir=fileio.resolve(cfg.tfds_data_dir))
+  outputs = dataclasses.replace(
+      outputs, output_dir=fileio.resolve(outputs.output_dir),
+      output_file=tuple(map(fileio.resolve, outputs.output_file)),
+      eval_output_file=tuple(map(fileio.resolve, outputs.eval_output_file)))
+  return cfg, [fileio.resolve(f) for f in files], outputs
+
+
 def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
              workers: int = 1, engine: str = "fast") -> dict:
   """Runs the whole job; returns the metadata it wrote."""
+  cfg, files, outputs = resolve_paths(cfg, files, outputs)
   check_flags(cfg)
   start = time.perf_counter()
   tok = _tokenizer(cfg)

@@ -9,6 +9,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
+
+from etils import epath
 
 import jax
 import numpy as np
@@ -119,6 +122,45 @@ def test_full_disk_while_saving_keeps_earlier_checkpoints(data, tmp_path,
     train.train_and_evaluate(config, workdir)
   monkeypatch.setattr(ocp.CheckpointManager, "save", real)
   assert train.train_and_evaluate(config, workdir)["train"][0]["step"] == 3
+
+
+def test_failed_background_save_stops_the_run_at_once(data, tmp_path,
+                                                      monkeypatch):
+  """The asynchronous save of step 20 fails while training goes on (its
+  commit rename raises in Orbax's background thread): the run stops at the
+  next step boundary naming step, directory and cause, step 10 stays
+  restorable and the same command resumes from it."""
+  path_type = type(epath.Path(str(tmp_path)))  # the class Orbax's paths have
+  real_rename, real_check = path_type.rename, checkpointing.Checkpointer.check
+  failed, after = threading.Event(), []
+
+  def rename(self, target):
+    if "orbax-checkpoint-tmp" in self.name and self.name.startswith("20."):
+      failed.set()
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return real_rename(self, target)
+
+  def check(self, step=None):
+    if failed.is_set() and step is not None:
+      after.append(step)  # steps finished after the failure
+    return real_check(self, step)
+
+  monkeypatch.setattr(path_type, "rename", rename)
+  monkeypatch.setattr(checkpointing.Checkpointer, "check", check)
+  config = _config(os.path.join(data, "train-*"), steps=60)
+  config.checkpoint.update(save_every=10, async_save=True)
+  workdir = tmp_path / "w"
+  with pytest.raises(checkpointing.CheckpointError) as e:
+    train.train_and_evaluate(config, str(workdir))
+  msg = str(e.value)
+  assert "Saving checkpoint step 20 under " + str(workdir) in msg, msg
+  assert "No space left on device" in msg and "steps [10]" in msg, msg
+  assert failed.is_set() and 1 <= len(after) <= 2, after
+  assert f"training stopped after step {after[-1]}" in msg
+  monkeypatch.setattr(path_type, "rename", real_rename)
+  monkeypatch.setattr(checkpointing.Checkpointer, "check", real_check)
+  result = train.train_and_evaluate(config, str(workdir))
+  assert result["train"][0]["step"] == 11  # resumed from step 10
 
 
 CONFIG_LINES = ("c.checkpoint.update(save_every=1, keep_last=3, keep_forever=(), "
