@@ -433,6 +433,15 @@ def vocab_of(workdir: str, meta: Mapping[str, Any]) -> tuple[str | None, bool]:
       data_meta = epath.Path(os.path.dirname(pattern)) / "metadata.json"
       if data_meta.exists():
         prep = json.loads(data_meta.read_text()).get("config", {})
-        if prep.get("vocab_file") and epath.Path(prep["vocab_file"]).exists():
-          return prep["vocab_file"], bool(prep.get("do_lower_case", True))
+        recorded = prep.get("vocab_file")
+        if not recorded:
+          continue
+        # As recorded (absolute since paths are resolved where they enter),
+        # else beside the shards (older, relative records).
+        for path in (epath.Path(recorded),
+                     data_meta.parent / os.path.basename(recorded)):
+          if path.exists():
+            return str(path), bool(prep.get("do_lower_case", True))
+        logging.warning("%s records vocab_file=%s, which is not there (nor "
+                        "beside it); pass --vocab_file.", data_meta, recorded)
   return None, True

@@ -27,6 +27,7 @@ from typing import Iterator
 from absl import app
 from absl import flags
 
+from data_prep import fileio
 from data_prep import sentences as sentences_lib
 
 # Packages harvested after the standard library, when installed.
@@ -169,7 +170,7 @@ def write_corpus(path: str, max_mb: float = 20.0) -> dict:
 
 def main(argv):
   del argv
-  stats = write_corpus(flags.FLAGS.output, flags.FLAGS.max_mb)
+  stats = write_corpus(fileio.resolve(flags.FLAGS.output), flags.FLAGS.max_mb)
   print(stats)
 
 

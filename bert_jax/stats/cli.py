@@ -116,7 +116,7 @@ def read_predictions(path: str) -> Predictions:
 def expand(patterns: list[str], flag: str) -> list[str]:
   paths = []
   for pattern in patterns:
-    found = sorted(glob.glob(pattern, recursive=True))
+    found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
     if not found:
       raise ValueError(f"--{flag}={pattern!r} matches no file")
     paths += [p for p in found if p not in paths]
@@ -341,9 +341,10 @@ def main(argv=None) -> dict:
     curve_runs = [read_predictions(p) for p in expand(args.curve, "curve")]
     out["curve"] = learning_curve(curve_runs, args, out.get("metric"))
   if args.plot:
-    plot_ci(out, args.plot)
+    plot_ci(out, os.path.expanduser(args.plot))
   if args.curve_plot:
-    plot_curve(out["curve"], args.confidence, args.curve_plot)
+    plot_curve(out["curve"], args.confidence,
+               os.path.expanduser(args.curve_plot))
   if args.json:
     print(json.dumps(out, indent=1))
   else:
