@@ -14,9 +14,12 @@ count (the table says how many rounds were clean; with none, all count).
 
 A variant is `+`-joined tokens:
   base          train.make_train_step as the trainer builds it (threefry,
-                `config.cpu_dots=auto`)
+                `config.cpu_dots=auto`: oneDNN only where its probe passed)
   ynn           `cpu_dots=ynn`: XLA:CPU's default dot library (YNNPACK)
-  onednn_dots   `cpu_dots=onednn` (oneDNN dots, YNNPACK reductions)
+  onednn_dots   `xla_cpu.ONEDNN_DOTS` (oneDNN dots, YNNPACK reductions)
+                applied directly, without the probe: what `cpu_dots=onednn`
+                gives where the probe passes (this train step may compile
+                where the probe's other computations crash)
   head          bert_jax/models.py as committed at --head_rev (default git
                 HEAD) instead of the working tree's: model and losses, losses
                 from the logits (for before/after tables)
@@ -53,6 +56,7 @@ import git_head  # pylint: disable=g-import-not-at-top
 import quiet  # pylint: disable=g-import-not-at-top
 import train_bench  # pylint: disable=g-import-not-at-top
 from bert_jax import flops  # pylint: disable=g-import-not-at-top
+from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
 
 _COMPILER = {
     "xla_reduce": {"xla_cpu_experimental_ynn_fusion_type":
@@ -81,8 +85,12 @@ def build(variant: str, a) -> dict:
   for tok in variant.split("+"):
     if tok == "base":
       continue
-    if tok in ("ynn", "onednn_dots"):
-      dots = "ynn" if tok == "ynn" else "onednn"
+    if tok == "ynn":
+      dots = "ynn"
+      continue
+    if tok == "onednn_dots":
+      opts.update(xla_cpu.ONEDNN_DOTS)
+      dots = "ynn"
       continue
     if tok == "bits16":
       over["dropout_bits"] = 16

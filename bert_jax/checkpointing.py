@@ -79,7 +79,6 @@ class Checkpointer:
   def save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
     """Starts a save if the policies (or `force`) ask for one; raises
     CheckpointError if it, or the previous asynchronous one, failed."""
-    self.check()
     try:
       saved = self.manager.save(
           step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),

@@ -12,11 +12,11 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-SHRINK = ["--corpus_mb=0.4", "--config.phase1.num_steps=30",
+SHRINK = ["--corpus_mb=0.25", "--config.phase1.num_steps=20",
           "--config.phase1.warmup_steps=5", "--config.phase2.num_steps=6",
           "--config.phase2.warmup_steps=2", "--config.log_every=1",
           "--config.eval_steps=2", "--config.checkpoint.save_every=10",
-          "--config.checkpoint.keep_forever=((30,15),)"]
+          "--config.checkpoint.keep_forever=((20,10),)"]
 
 
 def _demo(cwd):
@@ -33,18 +33,18 @@ def _demo(cwd):
 
 def test_demo_trains_reports_and_resumes(tmp_path):
   out, steps, _ = _demo(tmp_path)
-  assert steps == list(range(1, 37)), steps
+  assert steps == list(range(1, 27)), steps
   for phase in ("phase1", "phase2"):
     ev = out["held_out_eval"][phase]
     assert 0 < ev["eval_mlm_accuracy"] < 1 and 0 < ev["eval_nsp_accuracy"] < 1
   checkpoints = tmp_path / "demo" / "train" / "checkpoints"
   assert out["checkpoints"] == str(checkpoints)
   assert sorted(int(p.name) for p in checkpoints.iterdir()
-                if p.name.isdigit()) == [0, 15, 30, 36]
+                if p.name.isdigit()) == [0, 10, 20, 26]
   # As if killed after phase 1's last checkpoint: the rerun trains phase 2
   # only, from step 31, and gets the same held-out result.
-  shutil.rmtree(checkpoints / "36")
+  shutil.rmtree(checkpoints / "26")
   again, steps, log = _demo(tmp_path)
-  assert "Resumed from step 30 (phase 1)." in log
-  assert steps == list(range(31, 37)), steps
+  assert "Resumed from step 20 (phase 1)." in log
+  assert steps == list(range(21, 27)), steps
   assert again["held_out_eval"] == out["held_out_eval"]

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 from etils import epath
 
@@ -126,16 +127,16 @@ def test_full_disk_while_saving_keeps_earlier_checkpoints(data, tmp_path,
 
 def test_failed_background_save_stops_the_run_at_once(data, tmp_path,
                                                       monkeypatch):
-  """The asynchronous save of step 20 fails while training goes on (its
+  """The asynchronous save of step 10 fails while training goes on (its
   commit rename raises in Orbax's background thread): the run stops at the
-  next step boundary naming step, directory and cause, step 10 stays
-  restorable and the same command resumes from it."""
+  next step boundary, long before the next save, naming step, directory and
+  cause; step 0 stays restorable and the same command resumes from it."""
   path_type = type(epath.Path(str(tmp_path)))  # the class Orbax's paths have
   real_rename, real_check = path_type.rename, checkpointing.Checkpointer.check
   failed, after = threading.Event(), []
 
   def rename(self, target):
-    if "orbax-checkpoint-tmp" in self.name and self.name.startswith("20."):
+    if "orbax-checkpoint-tmp" in self.name and self.name.startswith("10."):
       failed.set()
       raise OSError(errno.ENOSPC, "No space left on device")
     return real_rename(self, target)
@@ -143,24 +144,27 @@ def test_failed_background_save_stops_the_run_at_once(data, tmp_path,
   def check(self, step=None):
     if failed.is_set() and step is not None:
       after.append(step)  # steps finished after the failure
+    if step is not None:
+      time.sleep(0.05)  # steps as slow as a real model's, not the save
     return real_check(self, step)
 
   monkeypatch.setattr(path_type, "rename", rename)
   monkeypatch.setattr(checkpointing.Checkpointer, "check", check)
   config = _config(os.path.join(data, "train-*"), steps=60)
-  config.checkpoint.update(save_every=10, async_save=True)
+  config.checkpoint.update(save_every=1000, keep_forever=((10, 10),),
+                           async_save=True)  # saves at steps 0, 10 and 60
   workdir = tmp_path / "w"
   with pytest.raises(checkpointing.CheckpointError) as e:
     train.train_and_evaluate(config, str(workdir))
   msg = str(e.value)
-  assert "Saving checkpoint step 20 under " + str(workdir) in msg, msg
-  assert "No space left on device" in msg and "steps [10]" in msg, msg
+  assert "Saving checkpoint step 10 under " + str(workdir) in msg, msg
+  assert "No space left on device" in msg and "steps [0]" in msg, msg
   assert failed.is_set() and 1 <= len(after) <= 2, after
   assert f"training stopped after step {after[-1]}" in msg
   monkeypatch.setattr(path_type, "rename", real_rename)
   monkeypatch.setattr(checkpointing.Checkpointer, "check", real_check)
   result = train.train_and_evaluate(config, str(workdir))
-  assert result["train"][0]["step"] == 11  # resumed from step 10
+  assert result["train"][0]["step"] == 1  # resumed from step 0
 
 
 CONFIG_LINES = ("c.checkpoint.update(save_every=1, keep_last=3, keep_forever=(), "

@@ -194,7 +194,7 @@ def test_every_readme_command_runs_from_a_relative_directory(
   # The sweep's print mode lists one command per seed, runnable from anywhere.
   sweep = next(c for c in commands if "bert_jax.seed_sweep" in c)
   proc = subprocess.run(["bash", "-c", sweep.replace(" -- ", " --mode=print -- ")],
-                        env=env, capture_output=True, text=True, check=False)
+                        cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr[-2000:]
   printed = proc.stdout.strip().splitlines()
   assert len(printed) == 5 and all(
