@@ -1,11 +1,12 @@
 """XLA:CPU compiler options for the jitted steps (`config.cpu_dots`).
 
 XLA:CPU sends dots and reductions to YNNPACK by default. oneDNN's dots made
-the BERT-Base train step 1.15× faster (Mini/Small 1.07×, Tiny 0.97×) on a
-2-core AMD EPYC VM (`bench/step_variants.py --variants=ynn,onednn_dots`), but
-on some CPUs XLA's oneDNN path crashes the whole process (`partition compile
-failed`, then SIGILL) while compiling attention-like batched products, which
-no exception handler can catch. So oneDNN is used only where a **probe** has
+the BERT-Base train step 1.15× faster (Mini/Small 1.07×, Tiny 0.97×) on one
+2-core AMD EPYC VM and 0.97× (Mini 0.98×) on another
+(`bench/step_variants.py --variants=ynn,onednn_dots`), and on that second one
+XLA's oneDNN path crashes the whole process (`partition compile failed`, then
+SIGILL) compiling attention-like batched products, which no exception
+handler can catch. So oneDNN is used only where a **probe** has
 shown it works: a child process compiles and runs, with oneDNN dots, the
 computations the project jits (pretraining train and eval steps, fine-tuning's
 train step and forward, feature extraction, the bare attention pattern),

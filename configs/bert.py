@@ -124,7 +124,7 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.data_streams = -1
   config.peak_tflops = 0.0  # per-device peak for MFU (0: not reported)
   config.on_nonfinite = "stop"  # NaN/Inf loss or grads: stop | skip the step
-  # CPU only: matmul library. auto: oneDNN from hidden size 256 (1.07-1.15x)
+  # CPU only: matmul library. auto: oneDNN from hidden size 256 (0.97-1.15x)
   # where a cached per-machine probe shows it works, else XLA's default
   # YNNPACK | ynn | onednn (refused where the probe failed).
   config.cpu_dots = "auto"
