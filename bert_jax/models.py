@@ -47,6 +47,7 @@ class BertConfig:
   max_position_embeddings: int = 512
   type_vocab_size: int = 2
   initializer_range: float = 0.02
+  initializer: str = "truncated_normal"  # Google's | normal (transformers')
   dtype: str = "float32"  # compute dtype; params, LayerNorm, softmax: fp32
   remat: str = "none"  # none | full | dots (save matmul outputs)
   attention: str = "xla"  # xla (with prob. dropout) | dot_product | cudnn
@@ -68,6 +69,9 @@ class BertConfig:
     if self.attention not in ("xla", "dot_product", "cudnn"):
       raise ValueError(f"model.attention={self.attention!r}: xla, "
                        "dot_product or cudnn.")
+    if self.initializer not in _INITIALIZERS:
+      raise ValueError(f"model.initializer={self.initializer!r}: "
+                       "truncated_normal or normal.")
 
   @property
   def compute_dtype(self):
@@ -82,9 +86,14 @@ _ACTIVATIONS = {
 }
 
 
+# truncated_normal(σ) draws within ±2σ (std ≈ 0.88σ), as TF-1's initializer.
+_INITIALIZERS = {"truncated_normal": jax.nn.initializers.truncated_normal,
+                 "normal": jax.nn.initializers.normal}
+
+
 def _init(cfg: BertConfig, axes: tuple[str | None, ...]):
-  return nn.with_logical_partitioning(
-      jax.nn.initializers.truncated_normal(cfg.initializer_range), axes)
+  make = _INITIALIZERS[cfg.initializer]
+  return nn.with_logical_partitioning(make(cfg.initializer_range), axes)
 
 
 def _zeros(axes):

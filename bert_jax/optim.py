@@ -5,13 +5,21 @@
   ratio ‖w‖ / ‖update‖ (1 where either norm is 0); weight decay and the trust
   ratio are both skipped for biases and LayerNorm parameters.
 * `adamw_google`: Google's `AdamWeightDecayOptimizer` — Adam moments **without**
-  bias correction, ε 1e-6, decoupled decay with the same exclusions.
+  bias correction, ε 1e-6, decoupled decay with the same exclusions. Faithful
+  to the original; its first steps are several times larger than Adam's.
+* `adamw`: standard AdamW (`torch.optim.AdamW`, `optax.adamw`): optax's
+  bias-corrected `scale_by_adam`, decoupled decay `lr · wd · w`, the same
+  exclusions. What Hugging Face's Trainer, MosaicBERT and Cramming use.
 
-Both clip the global gradient norm to `clip_norm` first (Google's
-`clip_by_global_norm(grads, 1.0)` before the update). `google_schedule` is
-Google's learning rate: linear warm-up from 0 to `peak`, otherwise
-`peak · (1 − step / total)` — so the rate at the end of warm-up is
-`peak · (1 − warmup / total)`, as in the original.
+All clip the global gradient norm to `clip_norm` first (Google's
+`clip_by_global_norm(grads, 1.0)` before the update). Schedules (`schedule`):
+* `google`: linear warm-up from 0 to `peak`, otherwise `peak · (1 − step /
+  total)` — so the rate at the end of warm-up is `peak · (1 − warmup /
+  total)`, as in the original.
+* `linear`: Hugging Face's `get_linear_schedule_with_warmup`: warm-up to
+  `peak`, then linear from `peak` at the end of warm-up to 0 at `total`.
+* `wsd`: warm-up, stable at `peak`, then linear decay to 0 over the last
+  `decay_fraction` of the steps.
 """
 
 from __future__ import annotations
@@ -46,6 +54,50 @@ def google_schedule(peak: float, warmup_steps: int,
       return decayed
     return jnp.where(step < warmup_steps, peak * step / warmup_steps, decayed)
   return schedule
+
+
+def linear_schedule(peak: float, warmup_steps: int,
+                    total_steps: int) -> optax.Schedule:
+  """Hugging Face's: warm-up, then linear from `peak` to 0 at the end."""
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    warm = peak * step / max(1, warmup_steps)
+    decay = peak * jnp.clip((total_steps - step) /
+                            max(1, total_steps - warmup_steps), 0.0, 1.0)
+    return jnp.where(step < warmup_steps, warm, decay)
+  return schedule
+
+
+def wsd_schedule(peak: float, warmup_steps: int, total_steps: int,
+                 decay_fraction: float) -> optax.Schedule:
+  """Warm-up, stable, decay: linear to 0 over the last `decay_fraction`."""
+  if not 0.0 < decay_fraction <= 1.0:
+    raise ValueError(f"decay_fraction={decay_fraction}: in (0, 1].")
+  decay_steps = max(1, round(total_steps * decay_fraction))
+  start = total_steps - decay_steps
+
+  def schedule(step):
+    step = jnp.asarray(step, jnp.float32)
+    warm = peak * step / max(1, warmup_steps)
+    decay = peak * jnp.clip((total_steps - step) / decay_steps, 0.0, 1.0)
+    return jnp.where(step < warmup_steps, warm,
+                     jnp.where(step < start, peak, decay))
+  return schedule
+
+
+SCHEDULES = ("google", "linear", "wsd")
+
+
+def schedule(name: str, peak: float, warmup_steps: int, total_steps: int,
+             decay_fraction: float = 0.2) -> optax.Schedule:
+  """The schedule named by `phaseN.schedule` (see the module docstring)."""
+  if name == "google":
+    return google_schedule(peak, warmup_steps, total_steps)
+  if name == "linear":
+    return linear_schedule(peak, warmup_steps, total_steps)
+  if name == "wsd":
+    return wsd_schedule(peak, warmup_steps, total_steps, decay_fraction)
+  raise ValueError(f"schedule={name!r}: expected one of {list(SCHEDULES)}.")
 
 
 class _MomentsState(NamedTuple):
@@ -111,11 +163,24 @@ def adamw_google(learning_rate: optax.ScalarOrSchedule,
       optax.scale_by_learning_rate(learning_rate))
 
 
+def adamw(learning_rate: optax.ScalarOrSchedule, weight_decay: float = 0.01,
+          b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6,
+          clip_norm: float | None = 1.0,
+          mask: Callable[[Any], Any] = decay_mask
+          ) -> optax.GradientTransformation:
+  """Standard AdamW (torch / optax semantics) with BERT's exclusions."""
+  return optax.chain(
+      optax.clip_by_global_norm(clip_norm) if clip_norm else optax.identity(),
+      optax.scale_by_adam(b1, b2, eps),
+      optax.add_decayed_weights(weight_decay, mask),
+      optax.scale_by_learning_rate(learning_rate))
+
+
 def create(name: str, learning_rate: optax.ScalarOrSchedule,
            weight_decay: float, b1: float, b2: float, eps: float,
            clip_norm: float | None) -> optax.GradientTransformation:
   """The optimizer named by `config.optimizer.name`."""
-  makers = {"lamb": lamb, "adamw_google": adamw_google}
+  makers = {"lamb": lamb, "adamw_google": adamw_google, "adamw": adamw}
   if name not in makers:
     raise ValueError(f"optimizer.name={name!r}: expected one of "
                      f"{sorted(makers)}.")

@@ -89,6 +89,10 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
   xla_cpu.check(config.get("cpu_dots", "auto"))
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   for p in phases(config):
+    try:
+      phase_schedule(p)
+    except ValueError as e:  # e.g. "schedule='cosine': expected one of ..."
+      raise ValueError(f"phase{p.index + 1}.{e}") from e
     b = p.cfg.global_batch_size
     accum = config.optimizer.grad_accum_steps
     if b % (dp * accum):
@@ -109,9 +113,16 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
           f"model.max_position_embeddings={model_cfg.max_position_embeddings}.")
 
 
+def phase_schedule(phase: Phase):
+  """The phase's learning rate by its own step (`phaseN.schedule`)."""
+  c = phase.cfg
+  return optim.schedule(c.get("schedule", "google"), c.learning_rate,
+                        c.warmup_steps, c.num_steps,
+                        c.get("decay_fraction", 0.2))
+
+
 def make_optimizer(config, phase: Phase, offset: int) -> optax.GradientTransformation:
-  schedule = optim.google_schedule(phase.cfg.learning_rate,
-                                   phase.cfg.warmup_steps, phase.cfg.num_steps)
+  schedule = phase_schedule(phase)
   lr = (lambda count: schedule(count - offset)) if offset else schedule
   o = config.optimizer
   return optim.create(o.name, lr, o.weight_decay, o.b1, o.b2, o.eps,
@@ -426,7 +437,7 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
       del m["sequences"], m["real_tokens"]
       # seq_per_s counts examples (several per row when packed); tokens_per_s
       # and TFLOP/s count the rows' slots, padding included.
-      m.update(learning_rate=float(tx_lr(config, phase, local)),
+      m.update(learning_rate=float(phase_schedule(phase)(local)),
                seq_per_s=seqs / dt, tokens_per_s=rows * pc.max_seq_length / dt,
                real_token_fraction=real / (rows * pc.max_seq_length),
                tflops_per_s=rows * fl / dt / 1e12,
@@ -468,11 +479,6 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
     logging.info("eval after phase %d: %s", phase.index + 1, ev)
     result["eval"] = ev
   return result
-
-
-def tx_lr(config, phase, local_step):
-  return optim.google_schedule(phase.cfg.learning_rate, phase.cfg.warmup_steps,
-                               phase.cfg.num_steps)(local_step)
 
 
 class _Writer:

@@ -60,7 +60,10 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.model.attention_probs_dropout_prob = 0.1  # attention probabilities
   config.model.max_position_embeddings = 512  # phase 2 needs 512
   config.model.type_vocab_size = 2  # segments A and B
-  config.model.initializer_range = 0.02  # truncated normal std
+  config.model.initializer_range = 0.02  # σ of the weight initialiser
+  # truncated_normal (Google's: within ±2σ, std ≈ 0.88σ) | normal
+  # (transformers' plain normal(σ), which learned faster on short runs).
+  config.model.initializer = "truncated_normal"
   config.model.dtype = "float32"  # compute dtype (bfloat16 on TPU/GPU)
   config.model.remat = "none"  # none | full | dots
   config.model.attention = "xla"  # xla | dot_product | cudnn
@@ -69,7 +72,9 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.model.dropout_bits = 16
 
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.name = "lamb"  # lamb (NVIDIA/MLPerf) | adamw_google
+  # lamb (NVIDIA/MLPerf) | adamw_google (Google's original: no bias
+  # correction) | adamw (standard, torch/optax: bias-corrected).
+  config.optimizer.name = "lamb"
   config.optimizer.weight_decay = 0.01  # not on biases / LayerNorm
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
@@ -87,6 +92,10 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.phase1.num_steps = int(total_steps * 0.9)
   config.phase1.warmup_steps = 10_000
   config.phase1.learning_rate = 1e-4  # peak (reached after warm-up)
+  # google (linear decay from step 0, Google's) | linear (Hugging Face's:
+  # decay from the peak after warm-up) | wsd (warm-up, stable, decay).
+  config.phase1.schedule = "google"
+  config.phase1.decay_fraction = 0.2  # wsd: share of steps decaying to 0
   # Pack up to this many examples per row (0: off, as Google). Packed, the
   # batch counts rows: ~1.3-2x more examples per step; eval stays unpacked.
   config.phase1.packing = 0
@@ -100,6 +109,8 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.phase2.num_steps = total_steps - config.phase1.num_steps
   config.phase2.warmup_steps = 1_000
   config.phase2.learning_rate = 1e-4
+  config.phase2.schedule = "google"  # as phase1.schedule
+  config.phase2.decay_fraction = 0.2  # wsd: share of steps decaying to 0
   config.phase2.packing = 0  # 3 for NVIDIA/MLPerf-style packed phase 2
 
   config.phase1.carry_optimizer_state = False  # (phase 1 starts fresh)

@@ -1,6 +1,8 @@
 """The Flax BERT: Google's parameter names, and the same outputs as
 `transformers.BertForPreTraining` given the same weights."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -61,6 +63,14 @@ def test_initialisation_is_truncated_normal_002():
   assert abs(w.std() - 0.02 * 0.8796) < 0.0005  # std of N(0, .02) cut at 2σ
   assert not flat["bert/encoder/layer_0/attention/self/query/bias"].any()
   assert (flat["bert/embeddings/LayerNorm/gamma"] == 1).all()
+  # model.initializer=normal: transformers' plain N(0, 0.02), tails included.
+  cfg = dataclasses.replace(cfg, initializer="normal")
+  w = {models.google_name(k): np.asarray(v) for k, v in
+       models.flat_param_names(_init(cfg)[1]).items()}[
+           "bert/embeddings/word_embeddings"]
+  assert abs(w.std() - 0.02) < 0.0005 and np.abs(w).max() > 0.06
+  with pytest.raises(ValueError, match="model.initializer='xavier'"):
+    dataclasses.replace(cfg, initializer="xavier")
 
 
 def _to_hf(params, cfg, hidden_act):

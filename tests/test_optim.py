@@ -123,3 +123,53 @@ def test_unknown_optimizer_is_named():
   import pytest  # pylint: disable=g-import-not-at-top
   with pytest.raises(ValueError, match="optimizer.name='sgd'"):
     optim.create("sgd", 0.1, 0.0, 0.9, 0.999, 1e-6, 1.0)
+
+
+def test_adamw_equals_torch_adamw_with_berts_exclusions():
+  """optimizer.name=adamw: torch.optim.AdamW (bias-corrected, decoupled
+  decay lr·wd·w) with decay off for biases/LayerNorm and the global-norm clip
+  before the update, step for step under a changing learning rate."""
+  import torch  # pylint: disable=g-import-not-at-top
+  params, lrs, wd = _params(), [1e-2, 5e-3, 2e-3, 1e-3], 0.1
+  grads = [_grads(s) for s in range(len(lrs))]
+  tx = optim.create("adamw", lambda c: jnp.asarray(lrs)[c], wd, 0.9, 0.999,
+                    1e-6, 1.0)
+  state, p = tx.init(params), params
+  for g in grads:
+    updates, state = tx.update(g, state, p)
+    p = optax.apply_updates(p, updates)
+  ours = _flat(p)
+  decayed = _flat(optim.decay_mask(params))
+  tp = {k: torch.tensor(v, requires_grad=True)
+        for k, v in _flat(params).items()}
+  opt = torch.optim.AdamW(
+      [{"params": [tp[k] for k in tp if decayed[k]], "weight_decay": wd},
+       {"params": [tp[k] for k in tp if not decayed[k]], "weight_decay": 0.0}],
+      lr=lrs[0], betas=(0.9, 0.999), eps=1e-6)
+  for lr, g in zip(lrs, grads):
+    for k, v in _flat(g).items():
+      tp[k].grad = torch.tensor(v)
+    torch.nn.utils.clip_grad_norm_(list(tp.values()), 1.0)
+    for group in opt.param_groups:
+      group["lr"] = lr
+    opt.step()
+  for k, v in tp.items():
+    np.testing.assert_allclose(ours[k], v.detach().numpy(), rtol=2e-5,
+                               atol=2e-6, err_msg=k)
+
+
+def test_linear_and_wsd_schedules():
+  s = optim.schedule("linear", 1e-4, 100, 1000)  # Hugging Face's
+  np.testing.assert_allclose([float(s(t)) for t in (0, 50, 100, 550, 1000)],
+                             [0, 5e-5, 1e-4, 5e-5, 0], rtol=1e-6, atol=1e-12)
+  w = optim.schedule("wsd", 1e-4, 100, 1000, decay_fraction=0.2)
+  np.testing.assert_allclose(
+      [float(w(t)) for t in (50, 100, 500, 800, 900, 1000, 1200)],
+      [5e-5, 1e-4, 1e-4, 1e-4, 5e-5, 0, 0], rtol=1e-6, atol=1e-12)
+  g = optim.schedule("google", 1e-4, 100, 1000)
+  assert float(g(100)) == float(optim.google_schedule(1e-4, 100, 1000)(100))
+  import pytest  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match="schedule='cosine'"):
+    optim.schedule("cosine", 1e-4, 100, 1000)
+  with pytest.raises(ValueError, match="decay_fraction=0"):
+    optim.schedule("wsd", 1e-4, 100, 1000, decay_fraction=0)

@@ -226,3 +226,18 @@ def test_phase2_optimizer_restarts_or_carries(tmp_path, data, full_run):
   config = _config(data, **{"phase2.carry_optimizer_state": True})
   train.train_and_evaluate(config, str(tmp_path))
   assert _opt_counts(str(tmp_path), config) == {10}
+
+
+def test_adamw_and_the_phase_schedule_drive_training(data, tmp_path):
+  """optimizer.name=adamw trains; the logged rate follows phaseN.schedule
+  (wsd: warm-up 2, stable, the last half decaying); a bad schedule is
+  refused before any step, naming the field."""
+  c = _config(data, **{"optimizer.name": "adamw", "phase1.num_steps": 0,
+                       "phase2.schedule": "wsd", "phase2.decay_fraction": 0.5})
+  result = train.train_and_evaluate(c, str(tmp_path / "w"))
+  np.testing.assert_allclose([m["learning_rate"] for m in result["train"]],
+                             [0, 5e-4, 1e-3, 5e-4], rtol=1e-6)
+  assert np.isfinite(result["eval"]["eval_mlm_loss"])
+  c.phase2.schedule = "cosine"
+  with pytest.raises(ValueError, match=r"phase2.schedule='cosine'"):
+    train.train_and_evaluate(c, str(tmp_path / "bad"))
