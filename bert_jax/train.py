@@ -216,7 +216,9 @@ def make_eval_step(model):
   def eval_step(params, batch):
     mlm, nsp = model.apply({"params": params}, batch["input_ids"],
                            batch["input_mask"], batch["segment_ids"],
-                           batch["masked_lm_positions"], **_packed(batch))
+                           batch["masked_lm_positions"],
+                           masked_lm_ids=batch["masked_lm_ids"],
+                           **_packed(batch))
     return models.pretraining_losses(mlm, nsp, batch["masked_lm_ids"],
                                      batch["masked_lm_weights"],
                                      batch["next_sentence_labels"],
@@ -248,14 +250,14 @@ def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
                                  config.eval_batch_size)
   ds = input_pipeline.host_dataset(spec, seed=0, training=False,
                                    streams=config.get("data_streams", -1))
-  totals, n = {}, 0
-  for batch in input_pipeline.global_batches(
-      ds.take(config.eval_steps), sharding.batch_sharding(mesh)):
-    m = eval_step(params, batch)
-    for k, v in m.items():
-      totals[k] = totals.get(k, 0.0) + float(v)
-    n += 1
-  return {f"eval_{k}": v / max(n, 1) for k, v in totals.items()}
+  # Metrics stay on the device until the end (no host sync per batch, so
+  # the next batch is read while this one computes); averaged in float64.
+  batches = input_pipeline.global_batches(ds.take(config.eval_steps),
+                                         sharding.batch_sharding(mesh))
+  per_batch = jax.device_get([eval_step(params, b) for b in batches])
+  n = max(len(per_batch), 1)
+  return {f"eval_{k}": sum(float(m[k]) for m in per_batch) / n
+          for k in (per_batch[0] if per_batch else {})}
 
 
 def resolve_paths(config: ml_collections.ConfigDict

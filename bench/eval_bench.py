@@ -1,0 +1,118 @@
+r"""Held-out evaluation against training throughput, and where eval time goes.
+
+    python bench/eval_bench.py --size=tiny --batch=64 --eval_batches=64
+
+Shards: `input_bench.make_shards` (seq 128, default corpus, real vocab). Times,
+in one process, after compiling: training steps (`train.make_train_step`, as
+the trainer jits it) in examples/s; `train.evaluate` end to end as the
+trainer calls it (pipeline built, records parsed, forward, metrics back on
+the host); and its parts — iterating the eval pipeline alone, and the jitted
+eval step alone on one resident batch. Evaluation is forward-only, so it
+should run at several times the training rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import input_bench  # pylint: disable=g-import-not-at-top
+from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from bert_jax import models  # pylint: disable=g-import-not-at-top
+from bert_jax import sharding  # pylint: disable=g-import-not-at-top
+from bert_jax import train  # pylint: disable=g-import-not-at-top
+from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
+import flax.linen as nn  # pylint: disable=g-import-not-at-top
+
+
+def _best(fn, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return min(times)
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--size", default="tiny")
+  p.add_argument("--batch", type=int, default=64)
+  p.add_argument("--eval_batches", type=int, default=64)
+  p.add_argument("--train_steps", type=int, default=10)
+  p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--corpus_mb", type=float, default=3.0)
+  p.add_argument("--work_dir", default=os.path.join(tempfile.gettempdir(),
+                                                    "bert_jax_bench"))
+  a = p.parse_args()
+  os.makedirs(a.work_dir, exist_ok=True)
+  files = input_bench.make_shards(a.work_dir, a.corpus_mb, 2)
+  config = bert_config.get_config(a.size)
+  config.phase1.update(train_files=files, global_batch_size=a.batch)
+  config.update(eval_batch_size=a.batch, eval_steps=a.eval_batches)
+  mesh = sharding.create_mesh(-1)
+  cfg = models.BertConfig(**config.model.to_dict())
+  model = models.BertForPreTraining(cfg)
+  phase = train.phases(config)[0]
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    params, _ = train._init_params(model, phase.cfg, mesh, 0)  # pylint: disable=protected-access
+    tx = train.make_optimizer(config, phase, 0)
+    state = {"params": params, "opt_state": jax.jit(tx.init)(params),
+             "global_step": jnp.zeros((), jnp.int32)}
+    spec = input_pipeline.DataSpec(files, 128, 20, a.batch)
+    batches = list(input_pipeline.global_batches(
+        input_pipeline.host_dataset(spec, 0, training=False).take(
+            max(a.train_steps, 1)), sharding.batch_sharding(mesh)))
+    step = jax.jit(train.make_train_step(model, tx, 1, 0), donate_argnums=0)
+    state, m = step(state, batches[0])
+    jax.block_until_ready(m)
+
+    def train_run():
+      nonlocal state
+      for b in batches[:a.train_steps]:
+        state, out = step(state, b)
+      jax.block_until_ready(out)
+    t_train = _best(train_run, a.repeats) / a.train_steps
+
+    eval_step = jax.jit(train.make_eval_step(model))
+    ev = lambda: train.evaluate(eval_step, state["params"], files, phase.cfg,
+                                config, mesh)
+    ev()  # compile
+    t_eval = _best(ev, a.repeats) / a.eval_batches
+
+    def pipeline_only():
+      ds = input_pipeline.host_dataset(spec, 0, training=False).take(
+          a.eval_batches)
+      for _ in input_pipeline.global_batches(ds, sharding.batch_sharding(mesh)):
+        pass
+    t_pipe = _best(pipeline_only, a.repeats) / a.eval_batches
+
+    def forward_only():
+      for _ in range(a.eval_batches):
+        out = eval_step(state["params"], batches[0])
+      jax.block_until_ready(out)
+    t_fwd = _best(forward_only, a.repeats) / a.eval_batches
+
+  rate = lambda t: a.batch / t
+  print(f"{a.size} seq 128 batch {a.batch}, {a.eval_batches} eval batches, "
+        f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
+  print("| what | ms/batch | examples/s | vs training |")
+  print("|---|---|---|---|")
+  for name, t in (("training step", t_train), ("evaluate (end to end)", t_eval),
+                  ("eval pipeline alone", t_pipe),
+                  ("eval step alone", t_fwd)):
+    print(f"| {name} | {t * 1e3:,.1f} | {rate(t):,.0f} | "
+          f"{t_train / t:.2f}× |")
+
+
+if __name__ == "__main__":
+  main()
