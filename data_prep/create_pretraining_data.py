@@ -121,12 +121,11 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
   embedded default corpus and vocab when --input_file / --vocab_file are
   omitted. Shared with `data_prep.beam_pipeline`."""
   outputs = job.Outputs(
-      output_dir=fileio.resolve(FLAGS.output_dir),
-      output_file=_split(FLAGS.output_file),
+      output_dir=FLAGS.output_dir, output_file=_split(FLAGS.output_file),
       eval_output_file=_split(FLAGS.eval_output_file),
       num_shards=FLAGS.num_shards, num_eval_shards=FLAGS.num_eval_shards,
       unit_mb=FLAGS.unit_mb)
-  out_dir = outputs.output_dir or (
+  out_dir = FLAGS.output_dir or (
       os.path.dirname(outputs.output_file[0]) if outputs.output_file
       else "bert_jax_data") or "."
   files: list[str] = []
@@ -134,7 +133,7 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
     files = corpus.expand_inputs(FLAGS.input_file or _default_corpus(out_dir))
     if FLAGS.shuffle_input_files:
       random.Random(FLAGS.random_seed).shuffle(files)
-  vocab_file = fileio.resolve(FLAGS.vocab_file)
+  vocab_file = FLAGS.vocab_file
   if not vocab_file:
     if FLAGS.tfds_name:
       raise job.FlagError("--vocab_file is required with --tfds_name.")
