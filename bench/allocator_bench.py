@@ -44,6 +44,17 @@ def setting_env(name: str) -> dict | None:
     return {}
   if name == "thp":
     return {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+  if name == "keep":  # glibc keeps freed memory: no mmap, no trimming
+    return {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:"
+                              "glibc.malloc.trim_threshold=4611686018427387904"}
+  if name == "keep_thp":
+    return {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.hugetlb=1:"
+                              "glibc.malloc.trim_threshold=4611686018427387904"}
+  if name == "keep1":  # and one arena: thread heaps are never unmapped
+    return {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.arena_max=1:"
+                              "glibc.malloc.trim_threshold=4611686018427387904"}
+  if name == "mallopt":  # the same, set at run time by bert_jax.allocator
+    return {"BERT_JAX_BENCH_MALLOPT": "1"}
   if name in _PRELOAD:
     for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
               "/usr/lib64", "/usr/lib", "/usr/local/lib"):
@@ -57,6 +68,9 @@ def setting_env(name: str) -> dict | None:
 def child(size: str, seq: int, preds: int, batch: int, steps: int) -> dict:
   """Times `steps` steps after warm-up in this process; resource counts."""
   import resource  # pylint: disable=g-import-not-at-top
+  if os.environ.get("BERT_JAX_BENCH_MALLOPT"):
+    from bert_jax import allocator  # pylint: disable=g-import-not-at-top
+    print(allocator.keep_freed_memory(), file=sys.stderr)
   import jax  # pylint: disable=g-import-not-at-top
   import train_bench  # pylint: disable=g-import-not-at-top
   c = train_bench.setup(size, seq, preds, batch)

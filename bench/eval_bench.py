@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import input_bench  # pylint: disable=g-import-not-at-top
+from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
 from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
 from bert_jax import models  # pylint: disable=g-import-not-at-top
 from bert_jax import sharding  # pylint: disable=g-import-not-at-top
@@ -51,12 +52,15 @@ def main():
   p.add_argument("--train_steps", type=int, default=10)
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--corpus_mb", type=float, default=3.0)
+  p.add_argument("--files", default="", help="shards (default: input_bench's)")
+  p.add_argument("--vocab_size", type=int, default=30522)
   p.add_argument("--work_dir", default=os.path.join(tempfile.gettempdir(),
                                                     "bert_jax_bench"))
   a = p.parse_args()
   os.makedirs(a.work_dir, exist_ok=True)
-  files = input_bench.make_shards(a.work_dir, a.corpus_mb, 2)
+  files = a.files or input_bench.make_shards(a.work_dir, a.corpus_mb, 2)
   config = bert_config.get_config(a.size)
+  config.model.vocab_size = a.vocab_size
   config.phase1.update(train_files=files, global_batch_size=a.batch)
   config.update(eval_batch_size=a.batch, eval_steps=a.eval_batches)
   mesh = sharding.create_mesh(-1)
@@ -83,8 +87,8 @@ def main():
       jax.block_until_ready(out)
     t_train = _best(train_run, a.repeats) / a.train_steps
 
-    eval_step = jax.jit(train.make_eval_step(model))
-    ev = lambda: train.evaluate(eval_step, state["params"], files, phase.cfg,
+    eval_step = jax.jit(evaluation.make_eval_step(model))
+    ev = lambda: evaluation.evaluate(eval_step, state["params"], files, phase.cfg,
                                 config, mesh)
     ev()  # compile
     t_eval = _best(ev, a.repeats) / a.eval_batches

@@ -59,6 +59,8 @@ def prepare(workdir: str, corpus_mb: float) -> dict[int, str]:
 
 def main(argv):
   del argv
+  from bert_jax import allocator  # pylint: disable=g-import-not-at-top
+  allocator.configure()
   workdir = fileio.resolve(_WORKDIR.value)
   dirs = prepare(workdir, _CORPUS_MB.value)
   from bert_jax import train  # pylint: disable=g-import-not-at-top

@@ -40,6 +40,8 @@ _CPU_DOTS = flags.DEFINE_enum("cpu_dots", "auto", list(xla_cpu.CHOICES),
 
 def main(argv):
   del argv
+  from bert_jax import allocator  # pylint: disable=g-import-not-at-top
+  allocator.configure()
   for flag in (_WORKDIR, _INPUT, _OUTPUT):
     if not flag.value:
       raise app.UsageError(f"--{flag.name} is required.")

@@ -418,6 +418,8 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
 
 # --- command line ------------------------------------------------------------
 def main(argv):
+  from bert_jax import allocator  # pylint: disable=g-import-not-at-top
+  allocator.configure()
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments {argv[1:]}; options are "
                          "--config.<field>=value.")

@@ -34,6 +34,8 @@ def _initialize_distributed(jax) -> None:
 
 def main(argv):
   del argv
+  from bert_jax import allocator  # pylint: disable=g-import-not-at-top
+  allocator.configure()
   import jax  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   for kind in ("GPU", "TPU"):  # TF only feeds data: keep accelerators for JAX
@@ -44,12 +46,6 @@ def main(argv):
   _initialize_distributed(jax)
   logging.info("JAX processes %d, devices %d (%s)", jax.process_count(),
                jax.device_count(), jax.devices()[0].platform)
-  if jax.devices()[0].platform == "cpu" and not (
-      "tcmalloc" in os.environ.get("LD_PRELOAD", "") or
-      "hugetlb=1" in os.environ.get("GLIBC_TUNABLES", "")):
-    logging.warning("CPU training: steps run ~1.2x faster when started with "
-                    "LD_PRELOAD=.../libtcmalloc_minimal.so.4 or GLIBC_TUNABLES="
-                    "glibc.malloc.hugetlb=1 (README, 'CPU runs').")
   from bert_jax import train  # pylint: disable=g-import-not-at-top
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

