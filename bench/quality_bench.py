@@ -1,4 +1,4 @@
-r"""Learning quality and time to accuracy: bert_jax against a plain PyTorch loop.
+r"""Learning quality and time to accuracy: bert_jax against a plain torch loop.
 
     python bench/quality_bench.py                      # all three runs
     python bench/quality_bench.py --runs=torch,bert_jax --steps=1000

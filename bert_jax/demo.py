@@ -69,7 +69,8 @@ def main(argv):
     config[phase].train_files = os.path.join(dirs[seq], "train-*")
     config[phase].eval_files = os.path.join(dirs[seq], "eval-*")
   result = train.train_and_evaluate(config, os.path.join(workdir, "train"))
-  summary = {phase: {k: round(v, 4) for k, v in ev.items()}
+  summary = {phase: {k: round(v, 4) for k, v in ev.items()
+                     if k.endswith(("_loss", "_accuracy"))}
              for phase, ev in result.get("eval_by_phase", {}).items()}
   print(json.dumps({"held_out_eval": summary,
                     "checkpoints": os.path.join(workdir, "train",

@@ -91,7 +91,7 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
   target = config.get("target_mlm_accuracy", 0.0)
   if not 0.0 <= target < 1.0:
     raise ValueError(f"target_mlm_accuracy={target}: a held-out MLM "
-                     "accuracy in (0, 1), or 0 (off).")
+                     "accuracy below 1, or 0 (off).")
   if target and not any(p.cfg.get("eval_files") for p in phases(config)):
     raise ValueError("target_mlm_accuracy is set but no phase has held-out "
                      "data: set phase1.eval_files (and eval_every).")
@@ -164,7 +164,8 @@ def make_train_step(model, tx, accum: int, seed: int,
                            micro["input_mask"], micro["segment_ids"],
                            micro["masked_lm_positions"], deterministic=False,
                            masked_lm_ids=micro["masked_lm_ids"],
-                           rngs={"dropout": rng}, **evaluation.packed_features(micro))
+                           rngs={"dropout": rng},
+                           **evaluation.packed_features(micro))
     m = models.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
                                   micro["masked_lm_weights"],
                                   micro["next_sentence_labels"],
@@ -271,7 +272,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f"{workdir} holds an imported checkpoint, not a training run; train "
         f"in a new workdir with --config.init_from={workdir}.")
   clock = evaluation.Clock((meta or {}).get("train_time_s", 0.0),
-                 (meta or {}).get("target"))
+                           (meta or {}).get("target"))
   if clock.target and config.get("stop_at_target", False):
     logging.info("%s reached target_mlm_accuracy at step %d; nothing to do "
                  "(config.stop_at_target).", workdir, clock.target["step"])

@@ -142,11 +142,13 @@ def test_failed_background_save_stops_the_run_at_once(data, tmp_path,
     return real_rename(self, target)
 
   def check(self, step=None):
-    if failed.is_set() and step is not None:
-      after.append(step)  # steps finished after the failure
     if step is not None:
       time.sleep(0.05)  # steps as slow as a real model's, not the save
-    return real_check(self, step)
+    try:
+      return real_check(self, step)
+    finally:  # (after the check: a failure during the sleep counts too)
+      if failed.is_set() and step is not None:
+        after.append(step)  # steps finished after the failure
 
   monkeypatch.setattr(path_type, "rename", rename)
   monkeypatch.setattr(checkpointing.Checkpointer, "check", check)
@@ -159,7 +161,10 @@ def test_failed_background_save_stops_the_run_at_once(data, tmp_path,
   msg = str(e.value)
   assert "Saving checkpoint step 10 under " + str(workdir) in msg, msg
   assert "No space left on device" in msg and "steps [0]" in msg, msg
-  assert failed.is_set() and 1 <= len(after) <= 2, after
+  # Noticed within a few steps (Orbax records the error a moment after the
+  # rename raises; on a loaded machine that can span several 50-ms steps),
+  # not at the next save 50 steps later.
+  assert failed.is_set() and 1 <= len(after) <= 6, after
   assert f"training stopped after step {after[-1]}" in msg
   monkeypatch.setattr(path_type, "rename", real_rename)
   monkeypatch.setattr(checkpointing.Checkpointer, "check", real_check)
