@@ -24,9 +24,11 @@ print(max(faults[2:]))
 """
 
 
+_OURS = ("LD_PRELOAD", "BERT_JAX_ALLOCATOR", "BERT_JAX_ALLOCATOR_RESTARTED")
+
+
 def _run(**env):
-  env = {**os.environ, **env}
-  env.pop("LD_PRELOAD", None)
+  env = {**{k: v for k, v in os.environ.items() if k not in _OURS}, **env}
   out = subprocess.run([sys.executable, "-c", _CHILD], env=env, text=True,
                        capture_output=True, check=True).stdout.splitlines()
   return out[0], int(out[1])
@@ -60,7 +62,7 @@ def test_entry_point_restarts_with_tcmalloc_where_installed():
   tcmalloc preloaded where it is installed, else keeps glibc's memory;
   BERT_JAX_ALLOCATOR=glibc never restarts."""
   from bert_jax import allocator  # pylint: disable=g-import-not-at-top
-  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+  env = {k: v for k, v in os.environ.items() if k not in _OURS}
   run = lambda **e: subprocess.run(
       [sys.executable, "-m", "bert_jax.allocator"], env={**env, **e},
       text=True, capture_output=True, check=True).stdout.strip()
