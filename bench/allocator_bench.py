@@ -15,6 +15,10 @@ Settings:
   default   glibc malloc as configured by the system
   thp       GLIBC_TUNABLES=glibc.malloc.hugetlb=1 (glibc >= 2.35: malloc
             asks for transparent huge pages, 512x fewer faults)
+  keep      GLIBC_TUNABLES: no mmap, no trimming
+  keep1     the same and one arena (per-thread heaps are unmapped when empty)
+  mallopt   keep1's setting applied in process by `bert_jax.allocator`, as
+            the entry points do where tcmalloc is missing
   tcmalloc  LD_PRELOAD of libtcmalloc_minimal.so.4 (Debian/Ubuntu package
             libtcmalloc-minimal4), which keeps freed memory for reuse
   jemalloc  LD_PRELOAD of libjemalloc.so.2 (package libjemalloc2)
@@ -23,7 +27,6 @@ Settings:
 from __future__ import annotations
 
 import argparse
-import glob
 import json
 import os
 import subprocess
@@ -44,23 +47,19 @@ def setting_env(name: str) -> dict | None:
     return {}
   if name == "thp":
     return {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
+  keep = ("glibc.malloc.mmap_max=0:"
+          "glibc.malloc.trim_threshold=4611686018427387904")
   if name == "keep":  # glibc keeps freed memory: no mmap, no trimming
-    return {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:"
-                              "glibc.malloc.trim_threshold=4611686018427387904"}
-  if name == "keep_thp":
-    return {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.hugetlb=1:"
-                              "glibc.malloc.trim_threshold=4611686018427387904"}
+    return {"GLIBC_TUNABLES": keep}
   if name == "keep1":  # and one arena: thread heaps are never unmapped
-    return {"GLIBC_TUNABLES": "glibc.malloc.mmap_max=0:glibc.malloc.arena_max=1:"
-                              "glibc.malloc.trim_threshold=4611686018427387904"}
+    return {"GLIBC_TUNABLES": keep + ":glibc.malloc.arena_max=1"}
   if name == "mallopt":  # the same, set at run time by bert_jax.allocator
     return {"BERT_JAX_BENCH_MALLOPT": "1"}
   if name in _PRELOAD:
-    for d in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
-              "/usr/lib64", "/usr/lib", "/usr/local/lib"):
-      hits = glob.glob(os.path.join(d, _PRELOAD[name]))
-      if hits:
-        return {"LD_PRELOAD": hits[0]}
+    from bert_jax import allocator  # pylint: disable=g-import-not-at-top
+    for d in allocator.LIBRARY_DIRS:
+      if os.path.exists(os.path.join(d, _PRELOAD[name])):
+        return {"LD_PRELOAD": os.path.join(d, _PRELOAD[name])}
     return None
   raise ValueError(f"--settings: unknown setting {name!r}")
 

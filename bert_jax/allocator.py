@@ -29,7 +29,7 @@ from absl import logging
 CHOICES = ("auto", "glibc", "system")
 _M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
 _RESTARTED = "BERT_JAX_ALLOCATOR_RESTARTED"  # set in the restarted process
-_TCMALLOC_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
+LIBRARY_DIRS = ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu",
                   "/usr/lib64", "/usr/lib", "/usr/local/lib")
 _state: dict = {}
 
@@ -44,7 +44,7 @@ def _preloaded() -> str:
 
 
 def find_tcmalloc() -> str:
-  for d in _TCMALLOC_DIRS:
+  for d in LIBRARY_DIRS:
     for name in ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4"):
       if os.path.exists(os.path.join(d, name)):
         return os.path.join(d, name)
