@@ -2,14 +2,15 @@ r"""Held-out evaluation against training throughput, and where eval time goes.
 
     python bench/eval_bench.py --size=tiny --batch=64 --eval_batches=64
 
-Shards: `input_bench.make_shards` (seq 128, default corpus, real vocab). Times,
-in one process, after compiling: training steps (`train.make_train_step`, as
-the trainer jits it) in examples/s; `train.evaluate` end to end as the
-trainer calls it (pipeline built, records parsed, forward, metrics back on
-the host); and its parts — iterating the eval pipeline alone, and the jitted
-eval step alone on one resident batch. Evaluation is forward-only, so it
-should run at several times the training rate.
-"""
+Shards: `--files`, or `input_bench.make_shards` (seq 128, default corpus, real
+vocab). Times, in one process, after compiling: training steps
+(`train.make_train_step`, as the trainer jits it) in examples/s; a warm
+`evaluation.HeldOut` call as the trainer makes it (examples already in host
+memory; transfer, forward, sums back on the host), unpacked and with
+`eval_packing`; and the parts — the tf.data eval pipeline alone, and the
+jitted eval step alone on one resident batch. Evaluation is forward-only, so
+it should run at several times the training rate. Prints the two
+evaluations' metrics too: packing must not change them."""
 
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ def main():
   p.add_argument("--eval_batches", type=int, default=64)
   p.add_argument("--train_steps", type=int, default=10)
   p.add_argument("--repeats", type=int, default=3)
+  p.add_argument("--packing", type=int, default=4, help="eval_packing")
   p.add_argument("--corpus_mb", type=float, default=3.0)
   p.add_argument("--files", default="", help="shards (default: input_bench's)")
   p.add_argument("--vocab_size", type=int, default=30522)
@@ -88,10 +90,13 @@ def main():
     t_train = _best(train_run, a.repeats) / a.train_steps
 
     eval_step = jax.jit(evaluation.make_eval_step(model))
-    ev = lambda: evaluation.evaluate(eval_step, state["params"], files, phase.cfg,
-                                config, mesh)
-    ev()  # compile
-    t_eval = _best(ev, a.repeats) / a.eval_batches
+    evals, metrics = {}, {}
+    for k in (0, a.packing):
+      config.eval_packing = k
+      held_out = evaluation.HeldOut(eval_step, files, phase.cfg, config, mesh)
+      metrics[k] = held_out(state["params"])  # reads the examples, compiles
+      evals[k] = _best(lambda: held_out(state["params"]), a.repeats)
+    n = metrics[0]["eval_examples"]
 
     def pipeline_only():
       ds = input_pipeline.host_dataset(spec, 0, training=False).take(
@@ -106,17 +111,24 @@ def main():
       jax.block_until_ready(out)
     t_fwd = _best(forward_only, a.repeats) / a.eval_batches
 
-  rate = lambda t: a.batch / t
-  print(f"{a.size} seq 128 batch {a.batch}, {a.eval_batches} eval batches, "
+  train_rate = a.batch / t_train
+  print(f"{a.size} seq 128 batch {a.batch}, {n:.0f} held-out examples, "
         f"{jax.device_count()} {jax.devices()[0].platform} device(s)")
-  print("| what | ms/batch | examples/s | vs training |")
+  print("| what | ms per batch of examples | examples/s | vs training |")
   print("|---|---|---|---|")
-  for name, t in (("training step", t_train), ("evaluate (end to end)", t_eval),
-                  ("eval pipeline alone", t_pipe),
-                  ("eval step alone", t_fwd)):
-    print(f"| {name} | {t * 1e3:,.1f} | {rate(t):,.0f} | "
-          f"{t_train / t:.2f}× |")
-
+  rows = [("training step", t_train),
+          ("evaluation, unpacked", evals[0] / (n / a.batch)),
+          (f"evaluation, eval_packing={a.packing}", evals[a.packing] /
+           (n / a.batch)),
+          ("eval pipeline alone (unpacked, tf.data)", t_pipe),
+          ("eval step alone (one resident unpacked batch)", t_fwd)]
+  for name, t in rows:
+    print(f"| {name} | {t * 1e3:,.1f} | {a.batch / t:,.0f} | "
+          f"{a.batch / t / train_rate:.2f}× |")
+  for k in ("eval_mlm_accuracy", "eval_mlm_loss", "eval_nsp_accuracy",
+            "eval_nsp_loss"):
+    print(f"{k}: unpacked {metrics[0][k]:.6f}, packed "
+          f"{metrics[a.packing][k]:.6f}")
 
 if __name__ == "__main__":
   main()

@@ -22,6 +22,11 @@ length and masked positions), float32 (or both in bfloat16 mixed precision,
   optimizer, but the head applied only to the gathered masked positions
   (`model.bert` → gather → `model.cls`), which is what we do.
 
+Both runners run under the host allocator bert_jax's entry points choose
+(`bert_jax/allocator.py`: tcmalloc where installed, else glibc keeping freed
+memory), as a user's job would; `BERT_JAX_ALLOCATOR=glibc` or `system` to
+measure the others.
+
 Timing: after warm-up the runners take turns (round-robin, `--rounds` rounds
 of `--steps` steps, order alternating), each round waiting for the shared
 machine to go quiet (`quiet.py`); each runner's fastest clean round counts.
@@ -56,6 +61,7 @@ import transformers  # pylint: disable=g-import-not-at-top
 import quiet  # pylint: disable=g-import-not-at-top
 import step_variants  # pylint: disable=g-import-not-at-top
 import train_bench  # pylint: disable=g-import-not-at-top
+from bert_jax import allocator  # pylint: disable=g-import-not-at-top
 from bert_jax import flops  # pylint: disable=g-import-not-at-top
 from bert_jax import models  # pylint: disable=g-import-not-at-top
 from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
@@ -225,6 +231,9 @@ def main():
   p.add_argument("--max_other", type=float, default=0.25)
   p.add_argument("--quiet_timeout", type=float, default=60.0)
   a = p.parse_args()
+  # Both runners under what bert_jax's entry points choose for a user (may
+  # restart this process with tcmalloc; BERT_JAX_ALLOCATOR to choose).
+  print(f"host allocator: {allocator.choose()}", flush=True)
   torch.set_num_threads(os.cpu_count())
   print(train_bench.machine())
   print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "

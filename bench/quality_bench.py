@@ -20,7 +20,9 @@ held-out split by document), BERT-Tiny from scratch, and three runs:
   held-out MLM accuracy at its last step and `stop_at_target`; reports the
   training time to reach it against the torch loop's.
 
-Both held-out evaluations read the same examples. Training time excludes
+Both held-out evaluations read the same examples and report means over all
+of them (bert_jax packs them, `eval_packing`; torch evaluates them unpacked,
+in Google's padded rows). Training time excludes
 evaluation and includes everything else (compilation, the input pipeline,
 checkpoint writes for bert_jax). Torch uses one thread per core; both run
 under the host allocator bert_jax's entry points choose (`allocator.py`).
@@ -45,6 +47,7 @@ import transformers  # pylint: disable=g-import-not-at-top
 
 from bert_jax import allocator  # pylint: disable=g-import-not-at-top
 from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from bert_jax import models  # pylint: disable=g-import-not-at-top
 from bert_jax import train  # pylint: disable=g-import-not-at-top
 from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
 from configs import fast as fast_config  # pylint: disable=g-import-not-at-top
@@ -149,7 +152,8 @@ class TorchLoop:
         self.opt, p.warmup_steps, p.num_steps)
     self.clip = o.clip_norm
 
-  def losses(self, b: dict) -> dict:
+  def sums(self, b: dict) -> dict:
+    """`models.pretraining_sums` of one batch, in torch."""
     t = {k: torch.from_numpy(np.array(v)) for k, v in b.items()}
     seq, pooled = self.model.bert(
         input_ids=t["input_ids"].long(), attention_mask=t["input_mask"].long(),
@@ -163,17 +167,19 @@ class TorchLoop:
         mlm.reshape(-1, mlm.shape[-1]), ids.reshape(-1),
         reduction="none").reshape(ids.shape)
     labels = t["next_sentence_labels"].long().reshape(-1)
-    mlm_loss = (w * nll).sum() / (w.sum() + 1e-5)
-    nsp_loss = torch.nn.functional.cross_entropy(nsp, labels)
-    hit = (mlm.argmax(-1) == ids).float()
-    return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
-            "nsp_loss": nsp_loss,
-            "mlm_accuracy": (w * hit).sum() / (w.sum() + 1e-5),
-            "nsp_accuracy": (nsp.argmax(-1) == labels).float().mean()}
+    return {"mlm_nll": (w * nll).sum(),
+            "mlm_hit": (w * (mlm.argmax(-1) == ids).float()).sum(),
+            "mlm_weight": w.sum(),
+            "nsp_nll": torch.nn.functional.cross_entropy(nsp, labels,
+                                                         reduction="sum"),
+            "nsp_hit": (nsp.argmax(-1) == labels).float().sum(),
+            "nsp_count": torch.tensor(float(len(labels)))}
 
   def step(self, batch: dict) -> float:
     self.model.train()
-    loss = self.losses(batch)["loss"]
+    s = self.sums(batch)  # Google's loss: MLM weighted mean + NSP mean
+    loss = (s["mlm_nll"] / (s["mlm_weight"] + 1e-5) +
+            s["nsp_nll"] / s["nsp_count"])
     self.opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip)
@@ -183,13 +189,14 @@ class TorchLoop:
 
   @torch.no_grad()
   def evaluate(self, batches) -> dict:
+    """Means over all the held-out examples, as `evaluation.HeldOut`."""
     self.model.eval()
-    sums = dict.fromkeys(KEYS, 0.0)
-    for n, b in enumerate(batches, 1):
-      m = self.losses(b)
-      for k in KEYS:
-        sums[k] += float(m[k])
-    return {k: v / n for k, v in sums.items()}
+    total: dict = {}
+    for b in batches:
+      for k, v in self.sums(b).items():
+        total[k] = total.get(k, 0.0) + float(v)
+    m = models.losses_from_sums(total, maximum=max)
+    return {k: m[k] for k in KEYS}
 
 
 def _batches(files: str, config, training: bool):

@@ -3,6 +3,7 @@ shards, and the run's clock for time to accuracy (MLPerf-style)."""
 
 from __future__ import annotations
 
+import math
 import time
 
 from absl import logging
@@ -10,6 +11,7 @@ import jax
 
 from bert_jax import input_pipeline
 from bert_jax import models
+from bert_jax import packing
 from bert_jax import sharding
 
 
@@ -20,35 +22,78 @@ def packed_features(batch) -> dict:
 
 
 def make_eval_step(model):
-  """(params, batch) → Google's losses and accuracies, deterministic."""
+  """(params, batch) → `models.pretraining_sums`, deterministic."""
   def eval_step(params, batch):
     mlm, nsp = model.apply({"params": params}, batch["input_ids"],
                            batch["input_mask"], batch["segment_ids"],
                            batch["masked_lm_positions"],
                            masked_lm_ids=batch["masked_lm_ids"],
                            **packed_features(batch))
-    return models.pretraining_losses(mlm, nsp, batch["masked_lm_ids"],
-                                     batch["masked_lm_weights"],
-                                     batch["next_sentence_labels"],
-                                     batch.get("nsp_weights"))
+    return models.pretraining_sums(mlm, nsp, batch["masked_lm_ids"],
+                                   batch["masked_lm_weights"],
+                                   batch["next_sentence_labels"],
+                                   batch.get("nsp_weights"))
   return eval_step
 
 
-def evaluate(eval_step, params, files, phase_cfg, config, mesh) -> dict:
-  """Mean metrics over `config.eval_steps` held-out batches, keys `eval_*`."""
-  spec = input_pipeline.DataSpec(files, phase_cfg.max_seq_length,
-                                 phase_cfg.max_predictions_per_seq,
-                                 config.eval_batch_size)
-  ds = input_pipeline.host_dataset(spec, seed=0, training=False,
-                                   streams=config.get("data_streams", -1))
-  # Metrics stay on the device until the end (no host sync per batch, so
-  # the next batch is read while this one computes); averaged in float64.
-  batches = input_pipeline.global_batches(ds.take(config.eval_steps),
-                                         sharding.batch_sharding(mesh))
-  per_batch = jax.device_get([eval_step(params, b) for b in batches])
-  n = max(len(per_batch), 1)
-  return {f"eval_{k}": sum(float(m[k]) for m in per_batch) / n
-          for k in (per_batch[0] if per_batch else {})}
+class HeldOut:
+  """A phase's held-out evaluation. The examples (`config.eval_steps` batches
+  of `config.eval_batch_size`) are read on the first call and kept in host
+  memory; with `config.eval_packing` they are packed, which gives the same
+  per-example results in fewer rows. Metrics are Google's streaming means
+  over all the examples (sums over batches, then ratios), so they do not
+  depend on how the examples are batched or packed."""
+
+  def __init__(self, eval_step, files: str, phase_cfg, config, mesh):
+    self._step, self._mesh, self._files = eval_step, mesh, files
+    self._spec = input_pipeline.DataSpec(files, phase_cfg.max_seq_length,
+                                         phase_cfg.max_predictions_per_seq,
+                                         config.eval_batch_size)
+    self._num_batches = config.eval_steps
+    self._packing = config.get("eval_packing", 0)
+    self._streams = config.get("data_streams", -1)
+    self._open_rows = config.get("pack_open_rows", 32)
+    self._batches: list[dict] | None = None
+
+  def _read(self) -> list[dict]:
+    try:
+      batches = input_pipeline.held_out_batches(
+          self._spec, self._num_batches, self._packing, self._streams,
+          self._open_rows)
+    except packing.PackingError as e:
+      raise input_pipeline.DataError(
+          f"{self._files}: {e} (held-out data: set config.eval_packing=0)"
+      ) from e
+    if not batches:
+      raise input_pipeline.DataError(
+          f"{self._files}: fewer held-out records than one evaluation batch "
+          f"(eval_batch_size={self._spec.global_batch_size}) per input "
+          "stream; lower config.eval_batch_size or hold out more data.")
+    logging.info("Held-out evaluation: %d batches of %d rows (%s) from %s, "
+                 "%.1f MB kept in host memory.", len(batches),
+                 self._spec.global_batch_size,
+                 f"packed, up to {self._packing} examples per row"
+                 if self._packing else "unpacked", self._files,
+                 sum(v.nbytes for b in batches for v in b.values()) / 2**20)
+    return batches
+
+  def __call__(self, params) -> dict:
+    """Metrics over the held-out examples, keys `eval_*`, and
+    `eval_examples` (how many were evaluated)."""
+    if self._batches is None:
+      self._batches = self._read()
+    batches = input_pipeline.global_batches(
+        self._batches, sharding.batch_sharding(self._mesh))
+    # Sums stay on the device until the end (no host sync per batch, so the
+    # next batch is transferred while this one computes), then add in
+    # float64.
+    per_batch = jax.device_get([self._step(params, b) for b in batches])
+    sums = {k: math.fsum(float(m[k]) for m in per_batch)
+            for k in per_batch[0]}
+    out = {f"eval_{k}": float(v) for k, v in
+           models.losses_from_sums(sums, maximum=max).items()}
+    out["eval_examples"] = sums["nsp_count"]
+    return out
 
 
 class Clock:
@@ -74,6 +119,8 @@ class Clock:
     spent = time.perf_counter() - t
     self._eval += spent
     ev.update(train_time_s=train_s, eval_time_s=spent)
+    if "eval_examples" in ev:
+      ev["eval_examples_per_s"] = ev["eval_examples"] / spent
     return ev
 
 

@@ -218,6 +218,57 @@ def packed_batches(spec: DataSpec, seed: int, max_per_row: int,
   return _background(batches(), prefetch)
 
 
+def held_out_batches(spec: DataSpec, num_batches: int, max_per_row: int = 0,
+                     streams: int = -1, open_rows: int = 32) -> list[dict]:
+  """This host's share of a held-out evaluation as numpy batches, read once:
+  the examples of the first `num_batches` global batches of
+  `host_dataset(training=False)` (fewer if the data runs out; the remainder
+  dropped, as there). With `max_per_row` > 0 the same examples are packed
+  (`packing.Packer`) into fewer rows; the last batch is padded with empty
+  rows, and a host with fewer batches gets empty ones, so that every process
+  runs the same steps."""
+  parts, per_stream = _host_streams(spec, 0, 0, False, None, None, streams)
+  parse = _parse_fn(spec)
+  want = num_batches * per_stream
+  streams_ex = []
+  for ds in parts:
+    chunks = list(_options(ds.take(want).batch(_PACK_CHUNK).map(
+        parse, num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True)).as_numpy_iterator())
+    streams_ex.append({k: np.concatenate([c[k] for c in chunks])
+                       for k in chunks[0]} if chunks else {})
+  have = min(len(ex.get("input_ids", ())) for ex in streams_ex)
+  n = _across_hosts(np.min, have // per_stream) * per_stream
+  streams_ex = [{k: v[:n] for k, v in ex.items()} for ex in streams_ex]
+  if not n:
+    return []
+  if not max_per_row:
+    return [{k: np.concatenate([ex[k][i:i + per_stream] for ex in streams_ex])
+             for k in streams_ex[0]} for i in range(0, n, per_stream)]
+  packed = []
+  for ex in streams_ex:
+    packer = packing_lib.Packer(spec.max_seq_length,
+                                spec.max_predictions_per_seq, max_per_row,
+                                per_stream, open_rows)
+    packed.append(packer.add(ex) + packer.flush(partial=True))
+  count = _across_hosts(np.max, max(len(p) for p in packed))
+  empty = {k: np.zeros((per_stream, size), dtype) for k, (size, dtype) in
+           packing_lib.feature_shapes(spec.max_seq_length,
+                                      spec.max_predictions_per_seq,
+                                      max_per_row).items()}
+  return [{k: np.concatenate([p[i][k] if i < len(p) else empty[k]
+                              for p in packed]) for k in empty}
+          for i in range(count)]
+
+
+def _across_hosts(reduce, value: int) -> int:
+  """`reduce` (np.min, np.max) of an int over all processes."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(reduce(multihost_utils.process_allgather(np.int32(value))))
+
+
 def _background(it: Iterator, size: int) -> Iterator:
   """Runs `it` in a thread, `size` items ahead; re-raises its errors. The
   thread ends when the consumer closes or drops this generator."""

@@ -473,35 +473,50 @@ def flat_param_names(params: Any) -> dict[str, Any]:
   return flat
 
 
-def pretraining_losses(mlm, nsp_logits, masked_lm_ids,
-                       masked_lm_weights, next_sentence_labels,
-                       nsp_weights=None) -> dict:
-  """Google's losses: MLM = Σ w·nll / (Σ w + 1e-5) over the batch, NSP = mean
-  NLL, total = their sum; plus weighted accuracies (a masked position counts
-  as correct when its label's logit is the row maximum: Google's
-  argmax == label, except that an exact tie for the maximum also counts).
-  `mlm`: logits [B, P, V], or the (nll, hit) pair the model returns when
-  given `masked_lm_ids`. Packed rows: NSP per example, weighted by
-  `nsp_weights` [B, K] (the mean over the examples present)."""
+def pretraining_sums(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
+                     next_sentence_labels, nsp_weights=None) -> dict:
+  """The sums Google's losses and accuracies are ratios of: over masked
+  positions Σw·nll, Σw·hit, Σw (`mlm_*`); over examples Σnll, Σhit and their
+  count (`nsp_*`; packed rows: weighted by `nsp_weights` [B, K]). Added over
+  batches they give Google's eval metrics (TF streaming means). A masked
+  position counts as correct when its label's logit is the row maximum
+  (Google's argmax == label, except that an exact tie also counts). `mlm`:
+  logits [B, P, V], or the (nll, hit) pair the model returns when given
+  `masked_lm_ids`."""
   if isinstance(mlm, tuple):
     nll, hit = mlm
   else:
     nll, hit, _ = _nll_and_hit(mlm.astype(jnp.float32),
                                masked_lm_ids.astype(jnp.int32))
   w = masked_lm_weights.astype(jnp.float32)
-  mlm_loss = jnp.sum(w * nll) / (jnp.sum(w) + 1e-5)
   labels = next_sentence_labels.reshape(-1)
   nsp_logits = nsp_logits.reshape(-1, 2).astype(jnp.float32)
   nsp_nll = -jnp.take_along_axis(jax.nn.log_softmax(nsp_logits, axis=-1),
                                  labels[:, None], axis=-1)[:, 0]
-  nsp_hit = jnp.argmax(nsp_logits, -1) == labels
-  if nsp_weights is None:
-    nsp_loss, nsp_acc = jnp.mean(nsp_nll), jnp.mean(nsp_hit)
-  else:
-    nw = nsp_weights.reshape(-1).astype(jnp.float32)
-    nsp_loss = jnp.sum(nw * nsp_nll) / jnp.maximum(jnp.sum(nw), 1.0)
-    nsp_acc = jnp.sum(nw * nsp_hit) / jnp.maximum(jnp.sum(nw), 1.0)
-  mlm_acc = jnp.sum(w * hit) / (jnp.sum(w) + 1e-5)
+  nsp_hit = (jnp.argmax(nsp_logits, -1) == labels).astype(jnp.float32)
+  nw = (jnp.ones_like(nsp_nll) if nsp_weights is None else
+        nsp_weights.reshape(-1).astype(jnp.float32))
+  return {"mlm_nll": jnp.sum(w * nll), "mlm_hit": jnp.sum(w * hit),
+          "mlm_weight": jnp.sum(w), "nsp_nll": jnp.sum(nw * nsp_nll),
+          "nsp_hit": jnp.sum(nw * nsp_hit), "nsp_count": jnp.sum(nw)}
+
+
+def losses_from_sums(s: dict, maximum=jnp.maximum) -> dict:
+  """Google's losses from `pretraining_sums` (of one batch or several): MLM =
+  Σw·nll / (Σw + 1e-5), NSP = mean NLL over the examples, total = their sum;
+  and the weighted accuracies. `maximum=max` for host floats."""
+  mlm_loss = s["mlm_nll"] / (s["mlm_weight"] + 1e-5)
+  examples = maximum(s["nsp_count"], 1.0)
+  nsp_loss = s["nsp_nll"] / examples
   return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
-          "nsp_loss": nsp_loss, "mlm_accuracy": mlm_acc,
-          "nsp_accuracy": nsp_acc}
+          "nsp_loss": nsp_loss,
+          "mlm_accuracy": s["mlm_hit"] / (s["mlm_weight"] + 1e-5),
+          "nsp_accuracy": s["nsp_hit"] / examples}
+
+
+def pretraining_losses(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
+                       next_sentence_labels, nsp_weights=None) -> dict:
+  """Google's losses and accuracies of one batch (see `pretraining_sums`)."""
+  return losses_from_sums(pretraining_sums(
+      mlm, nsp_logits, masked_lm_ids, masked_lm_weights, next_sentence_labels,
+      nsp_weights))

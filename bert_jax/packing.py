@@ -176,13 +176,17 @@ class Packer:
     out["nsp_weights"] = nsp[:, 2].astype(np.float32)
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
-  def flush(self) -> list[dict]:
+  def flush(self, partial: bool = False) -> list[dict]:
     """At the end of a finite stream: emits the open rows (in slot order) and
-    returns the completed batches; a last partial batch is not returned, as
-    the unpacked pipeline drops its remainder."""
+    returns the completed batches. A last partial batch is dropped, as the
+    unpacked pipeline drops its remainder, or with `partial` returned padded
+    with empty rows (all features 0: no tokens, no weights)."""
     for r, c in enumerate(self.count):
       if c:
         self._emit(r)
+    if partial and self.n_out:
+      self.ready.append(self._as_features(self.out))
+      self.out, self.n_out = self._new_batch(), 0
     ready, self.ready = self.ready, []
     return ready
 

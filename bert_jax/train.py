@@ -111,10 +111,11 @@ def _check(config, model_cfg: models.BertConfig, mesh) -> None:
       raise ValueError(
           f"eval_batch_size={config.eval_batch_size} must be divisible by the "
           f"data-parallel size {dp} (phase{p.index + 1}.eval_files is set).")
-    if not 0 <= p.cfg.get("packing", 0) <= p.cfg.max_seq_length // 2:
-      raise ValueError(
-          f"phase{p.index + 1}.packing={p.cfg.packing}: 0 (off) or the most "
-          "examples per row (an example has at least 2 tokens).")
+    for name, k in ((f"phase{p.index + 1}.packing", p.cfg.get("packing", 0)),
+                    ("eval_packing", config.get("eval_packing", 0))):
+      if not 0 <= k <= p.cfg.max_seq_length // 2:
+        raise ValueError(f"{name}={k}: 0 (off) or the most examples per row "
+                         "(an example has at least 2 tokens).")
     if p.cfg.max_seq_length > model_cfg.max_position_embeddings:
       raise ValueError(
           f"phase{p.index + 1}.max_seq_length={p.cfg.max_seq_length} exceeds "
@@ -382,9 +383,11 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
       ds, data_sh, input_pipeline.list_files(spec.files))
   fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
                                          pc.max_predictions_per_seq)
-  eval_step = jax.jit(evaluation.make_eval_step(model), compiler_options=opts)
-  held_out = lambda: clock.evaluate(lambda: evaluation.evaluate(
-      eval_step, state["params"], pc.eval_files, pc, config, mesh), state)
+  if pc.get("eval_files"):
+    evaluate = evaluation.HeldOut(
+        jax.jit(evaluation.make_eval_step(model), compiler_options=opts),
+        pc.eval_files, pc, config, mesh)
+  held_out = lambda: clock.evaluate(lambda: evaluate(state["params"]), state)
   metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
   if first == 0 and phase.index == 0 and 0 in ckpt.keep_forever and (
       ckpt.latest_step() is None):  # the initialisation (MultiBERTs step_0)

@@ -174,3 +174,56 @@ def test_a_packing_error_in_the_background_thread_names_the_files():
   with pytest.raises(input_pipeline.DataError,
                      match=r"prefix .*files: a\.tfrecord"):
     list(batches)
+
+
+def test_packed_evaluation_equals_unpacked_on_the_same_examples(shards):
+  """`eval_packing` evaluates the same held-out examples in fewer rows and
+  gets the same metrics; both are means over all the examples (sums over
+  batches, then ratios), equal to evaluating them in one batch."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
+  from bert_jax import sharding  # pylint: disable=g-import-not-at-top
+  spec = input_pipeline.DataSpec(shards, S, P, 8, 30522)
+  unpacked = input_pipeline.held_out_batches(spec, 6, 0, streams=2)
+  want = list(input_pipeline.host_dataset(spec, 0, training=False,
+                                          streams=2).take(6))
+  assert len(unpacked) == len(want) == 6
+  for x, y in zip(unpacked, want):
+    for k in y:
+      np.testing.assert_array_equal(x[k], y[k].numpy(), err_msg=k)
+  cfg = models.BertConfig(vocab_size=30522, hidden_size=32,
+                          num_hidden_layers=1, num_attention_heads=2,
+                          intermediate_size=64, max_position_embeddings=S)
+  model = models.BertForPreTraining(cfg)
+  everything = {k: np.concatenate([b[k] for b in unpacked])
+                for k in unpacked[0]}
+  params = jax.jit(model.init)(jax.random.PRNGKey(1), *(
+      everything[k] for k in ("input_ids", "input_mask", "segment_ids",
+                              "masked_lm_positions")))["params"]
+  one_batch = models.losses_from_sums(jax.jit(evaluation.make_eval_step(
+      model))(params, everything))
+  mesh = sharding.create_mesh(-1)
+  phase = ml_collections.ConfigDict({"max_seq_length": S,
+                                     "max_predictions_per_seq": P})
+  got, rows = {}, {}
+  with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
+    step = jax.jit(evaluation.make_eval_step(model))
+    for k in (0, 3):
+      config = ml_collections.ConfigDict({
+          "eval_batch_size": 8, "eval_steps": 6, "eval_packing": k,
+          "data_streams": 2})
+      held_out = evaluation.HeldOut(step, shards, phase, config, mesh)
+      got[k] = held_out(params)
+      rows[k] = len(held_out._batches)  # pylint: disable=protected-access
+      assert held_out(params) == got[k]  # read once, evaluated again
+  assert got[0]["eval_examples"] == got[3]["eval_examples"] == 48
+  assert rows[3] < rows[0] == 6
+  for k, v in one_batch.items():
+    np.testing.assert_allclose(got[0][f"eval_{k}"], float(v), rtol=2e-5,
+                               err_msg=k)
+    np.testing.assert_allclose(got[3][f"eval_{k}"], float(v), rtol=2e-5,
+                               err_msg=k)
+  config.eval_batch_size = 4096  # more than the records
+  with pytest.raises(input_pipeline.DataError, match="eval_batch_size=4096"):
+    evaluation.HeldOut(step, shards, phase, config, mesh)(params)
