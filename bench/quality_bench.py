@@ -47,7 +47,7 @@ import transformers  # pylint: disable=g-import-not-at-top
 
 from bert_jax import allocator  # pylint: disable=g-import-not-at-top
 from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-from bert_jax import models  # pylint: disable=g-import-not-at-top
+from bert_jax import losses  # pylint: disable=g-import-not-at-top
 from bert_jax import train  # pylint: disable=g-import-not-at-top
 from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
 from configs import fast as fast_config  # pylint: disable=g-import-not-at-top
@@ -153,7 +153,7 @@ class TorchLoop:
     self.clip = o.clip_norm
 
   def sums(self, b: dict) -> dict:
-    """`models.pretraining_sums` of one batch, in torch."""
+    """`losses.pretraining_sums` of one batch, in torch."""
     t = {k: torch.from_numpy(np.array(v)) for k, v in b.items()}
     seq, pooled = self.model.bert(
         input_ids=t["input_ids"].long(), attention_mask=t["input_mask"].long(),
@@ -195,7 +195,7 @@ class TorchLoop:
     for b in batches:
       for k, v in self.sums(b).items():
         total[k] = total.get(k, 0.0) + float(v)
-    m = models.losses_from_sums(total, maximum=max)
+    m = losses.losses_from_sums(total, maximum=max)
     return {k: m[k] for k in KEYS}
 
 

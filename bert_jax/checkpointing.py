@@ -1,8 +1,8 @@
 """Orbax checkpoints: periodic + keep-forever schedule, exact restore, preemption.
 
 A checkpoint holds the train state (params, optimizer state, phase-local
-step) and JSON metadata (phase index, step within the phase, records consumed
-by the input pipeline per host, and the config). It is saved asynchronously at
+step) and JSON metadata, the run's record (`runs.RunMeta`: phase, step within
+it, input position, clock, config). It is saved asynchronously at
 every `save_every` steps, at every step of the keep-forever schedule (kept
 regardless of `keep_last`), at the end of each phase, and when the process is
 asked to stop (SIGTERM, or a JAX preemption notice). Restores go into the

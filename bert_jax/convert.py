@@ -58,7 +58,7 @@ def main(argv):
                          f"{{{'|'.join(_COMMANDS)}}} --flags...")
   command = argv[1]
   workdir = _required(_WORKDIR, command)
-  from bert_jax import releases  # pylint: disable=g-import-not-at-top
+  from bert_jax.conversion import releases  # pylint: disable=g-import-not-at-top
   if command.startswith("export"):
     report = releases.export_run(
         workdir, _STEP.value, _required(_OUTPUT_DIR, command),

@@ -10,7 +10,7 @@ from absl import logging
 import jax
 
 from bert_jax import input_pipeline
-from bert_jax import models
+from bert_jax import losses
 from bert_jax import packing
 from bert_jax import sharding
 
@@ -22,14 +22,14 @@ def packed_features(batch) -> dict:
 
 
 def make_eval_step(model):
-  """(params, batch) → `models.pretraining_sums`, deterministic."""
+  """(params, batch) → `losses.pretraining_sums`, deterministic."""
   def eval_step(params, batch):
     mlm, nsp = model.apply({"params": params}, batch["input_ids"],
                            batch["input_mask"], batch["segment_ids"],
                            batch["masked_lm_positions"],
                            masked_lm_ids=batch["masked_lm_ids"],
                            **packed_features(batch))
-    return models.pretraining_sums(mlm, nsp, batch["masked_lm_ids"],
+    return losses.pretraining_sums(mlm, nsp, batch["masked_lm_ids"],
                                    batch["masked_lm_weights"],
                                    batch["next_sentence_labels"],
                                    batch.get("nsp_weights"))
@@ -91,7 +91,7 @@ class HeldOut:
     sums = {k: math.fsum(float(m[k]) for m in per_batch)
             for k in per_batch[0]}
     out = {f"eval_{k}": float(v) for k, v in
-           models.losses_from_sums(sums, maximum=max).items()}
+           losses.losses_from_sums(sums, maximum=max).items()}
     out["eval_examples"] = sums["nsp_count"]
     return out
 

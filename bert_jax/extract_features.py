@@ -18,8 +18,8 @@ import json
 from absl import app
 from absl import flags
 
-from bert_jax import features
 from bert_jax import xla_cpu
+from bert_jax.downstream import features
 from data_prep import fileio
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run or imported checkpoint.")

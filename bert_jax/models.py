@@ -29,6 +29,8 @@ from jax.extend.random import threefry2x32_p
 import jax.numpy as jnp
 import numpy as np
 
+from bert_jax import losses
+
 LN_EPSILON = 1e-12
 MASK_VALUE = -10000.0  # Google's additive attention mask
 
@@ -353,7 +355,8 @@ class MaskedLMHead(nn.Module):
   @nn.compact
   def __call__(self, hidden, word_embeddings, labels=None):
     """Logits [B, P, V]; with `labels` [B, P] instead (nll, hit) [B, P] from
-    `decoder_nll`, without materialising biased logits or log-probs."""
+    `losses.decoder_nll`, without materialising biased logits or
+    log-probs."""
     cfg = self.cfg
     h = _dense(cfg, cfg.hidden_size, ("embed", "embed_out"),
                "transform_dense")(hidden)
@@ -363,7 +366,7 @@ class MaskedLMHead(nn.Module):
     h = h.astype(cfg.compute_dtype)
     table = word_embeddings.astype(cfg.compute_dtype)
     if labels is not None:
-      return decoder_nll(h, table, bias, labels.astype(jnp.int32))
+      return losses.decoder_nll(h, table, bias, labels.astype(jnp.int32))
     return tied_decoder(h, table, bias)
 
 
@@ -371,52 +374,6 @@ def tied_decoder(h, table, bias):
   """MLM logits [B, P, V] = h · tableᵀ + bias, in float32 (products in the
   compute dtype: XLA:CPU has no bf16 × bf16 → f32 dot)."""
   return jnp.einsum("bph,vh->bpv", h, table).astype(jnp.float32) + bias
-
-
-def _nll_and_hit(z, labels, bias=None):
-  """From logits `z` (+ `bias` [V], added inside the reductions rather than
-  in a pass of its own): per-position −log softmax[label], whether the
-  label's logit is the row maximum, and the log-sum-exp ([B, P] each)."""
-  zb = z if bias is None else z + bias
-  row_max = jnp.max(zb, axis=-1)
-  lse = jnp.log(jnp.sum(jnp.exp(zb - row_max[..., None]), axis=-1)) + row_max
-  picked = jnp.take_along_axis(z, labels[..., None], axis=-1)[..., 0]
-  if bias is not None:
-    picked = picked + bias[labels]
-  return lse - picked, (picked >= row_max).astype(jnp.float32), lse
-
-
-@jax.custom_vjp
-def decoder_nll(h, table, bias, labels):
-  """`_nll_and_hit(tied_decoder(h, table, bias), labels)[:2]`, with a
-  hand-written backward pass. The [B, P, V] logits cost as much as the
-  encoder on CPU for small models, so: the bias never gets a pass of its
-  own; the cotangent softmax − one-hot is one fused pass; the table's
-  gradient is computed transposed (hᵀ · dz, [H, V], then a cheap transpose)
-  and the bias gradient as a matrix–vector product, instead of a transposed
-  copy of dz and a slow column reduction over it."""
-  return _decoder_nll_fwd(h, table, bias, labels)[0]
-
-
-def _decoder_nll_fwd(h, table, bias, labels):
-  z = jnp.einsum("bph,vh->bpv", h, table).astype(jnp.float32)
-  nll, hit, lse = _nll_and_hit(z, labels, bias)
-  return (nll, hit), (h, table, bias, labels, z, lse)
-
-
-def _decoder_nll_bwd(res, g):
-  h, table, bias, labels, z, lse = res
-  vocab = jax.lax.broadcasted_iota(jnp.int32, z.shape, z.ndim - 1)
-  onehot = (vocab == labels[..., None]).astype(z.dtype)
-  dz = (jnp.exp(z + bias - lse[..., None]) - onehot) * g[0][..., None]
-  dzc = dz.astype(h.dtype)
-  dh = jnp.einsum("bpv,vh->bph", dzc, table)
-  dtable = jnp.einsum("bph,bpv->hv", h, dzc).T.astype(table.dtype)
-  dbias = jnp.einsum("bp,bpv->v", jnp.ones(dz.shape[:-1], dz.dtype), dz)
-  return dh, dtable, dbias, None
-
-
-decoder_nll.defvjp(_decoder_nll_fwd, _decoder_nll_bwd)
 
 
 class NextSentenceHead(nn.Module):
@@ -440,8 +397,9 @@ class BertForPreTraining(nn.Module):
                deterministic: bool = True, masked_lm_ids=None, **packed):
     """Returns (MLM logits [B, P, V], NSP logits [B, 2]), both float32; with
     `masked_lm_ids`, ((nll, hit) [B, P], NSP logits) instead, for training
-    (see `decoder_nll`); `pretraining_losses` takes either. `packed`: the
-    packed-row features `Bert` takes (NSP logits are then [B, K, 2])."""
+    (see `losses.decoder_nll`); `losses.pretraining_losses` takes either.
+    `packed`: the packed-row features `Bert` takes (NSP logits are then
+    [B, K, 2])."""
     bert = Bert(self.cfg, name="bert")
     seq, pooled = bert(input_ids, input_mask, segment_ids, deterministic,
                        **packed)
@@ -471,52 +429,3 @@ def flat_param_names(params: Any) -> dict[str, Any]:
   for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
     flat["/".join(str(getattr(p, "key", p)) for p in path)] = leaf
   return flat
-
-
-def pretraining_sums(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
-                     next_sentence_labels, nsp_weights=None) -> dict:
-  """The sums Google's losses and accuracies are ratios of: over masked
-  positions Σw·nll, Σw·hit, Σw (`mlm_*`); over examples Σnll, Σhit and their
-  count (`nsp_*`; packed rows: weighted by `nsp_weights` [B, K]). Added over
-  batches they give Google's eval metrics (TF streaming means). A masked
-  position counts as correct when its label's logit is the row maximum
-  (Google's argmax == label, except that an exact tie also counts). `mlm`:
-  logits [B, P, V], or the (nll, hit) pair the model returns when given
-  `masked_lm_ids`."""
-  if isinstance(mlm, tuple):
-    nll, hit = mlm
-  else:
-    nll, hit, _ = _nll_and_hit(mlm.astype(jnp.float32),
-                               masked_lm_ids.astype(jnp.int32))
-  w = masked_lm_weights.astype(jnp.float32)
-  labels = next_sentence_labels.reshape(-1)
-  nsp_logits = nsp_logits.reshape(-1, 2).astype(jnp.float32)
-  nsp_nll = -jnp.take_along_axis(jax.nn.log_softmax(nsp_logits, axis=-1),
-                                 labels[:, None], axis=-1)[:, 0]
-  nsp_hit = (jnp.argmax(nsp_logits, -1) == labels).astype(jnp.float32)
-  nw = (jnp.ones_like(nsp_nll) if nsp_weights is None else
-        nsp_weights.reshape(-1).astype(jnp.float32))
-  return {"mlm_nll": jnp.sum(w * nll), "mlm_hit": jnp.sum(w * hit),
-          "mlm_weight": jnp.sum(w), "nsp_nll": jnp.sum(nw * nsp_nll),
-          "nsp_hit": jnp.sum(nw * nsp_hit), "nsp_count": jnp.sum(nw)}
-
-
-def losses_from_sums(s: dict, maximum=jnp.maximum) -> dict:
-  """Google's losses from `pretraining_sums` (of one batch or several): MLM =
-  Σw·nll / (Σw + 1e-5), NSP = mean NLL over the examples, total = their sum;
-  and the weighted accuracies. `maximum=max` for host floats."""
-  mlm_loss = s["mlm_nll"] / (s["mlm_weight"] + 1e-5)
-  examples = maximum(s["nsp_count"], 1.0)
-  nsp_loss = s["nsp_nll"] / examples
-  return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
-          "nsp_loss": nsp_loss,
-          "mlm_accuracy": s["mlm_hit"] / (s["mlm_weight"] + 1e-5),
-          "nsp_accuracy": s["nsp_hit"] / examples}
-
-
-def pretraining_losses(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
-                       next_sentence_labels, nsp_weights=None) -> dict:
-  """Google's losses and accuracies of one batch (see `pretraining_sums`)."""
-  return losses_from_sums(pretraining_sums(
-      mlm, nsp_logits, masked_lm_ids, masked_lm_weights, next_sentence_labels,
-      nsp_weights))

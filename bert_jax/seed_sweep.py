@@ -73,13 +73,10 @@ def export_seed(workdir: str, heads: bool = True) -> list[str]:
   """Every kept checkpoint of one run → `workdir/hf/step_*`; returns the
   directories written (existing exports are kept)."""
   from etils import epath  # pylint: disable=g-import-not-at-top
-  from bert_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  from bert_jax import releases  # pylint: disable=g-import-not-at-top
-  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
-  steps = ckpt.all_steps()
-  ckpt.close()
+  from bert_jax.conversion import releases  # pylint: disable=g-import-not-at-top
+  from bert_jax import runs  # pylint: disable=g-import-not-at-top
   written = []
-  for step in steps:
+  for step in runs.list_steps(workdir):
     out = epath.Path(workdir) / "hf" / step_name(step)
     if (out / "config.json").exists() and (out / "model.safetensors").exists():
       continue

@@ -18,7 +18,6 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from absl import logging
 import flax.linen as nn
@@ -31,12 +30,14 @@ from bert_jax import checkpointing
 from bert_jax import evaluation
 from bert_jax import flops
 from bert_jax import input_pipeline
-from bert_jax import interop
+from bert_jax import losses
 from bert_jax import models
 from bert_jax import nonfinite
 from bert_jax import optim
+from bert_jax import runs
 from bert_jax import sharding
 from bert_jax import xla_cpu
+from bert_jax.conversion import interop
 from data_prep import fileio
 
 
@@ -167,7 +168,7 @@ def make_train_step(model, tx, accum: int, seed: int,
                            masked_lm_ids=micro["masked_lm_ids"],
                            rngs={"dropout": rng},
                            **evaluation.packed_features(micro))
-    m = models.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
+    m = losses.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
                                   micro["masked_lm_weights"],
                                   micro["next_sentence_labels"],
                                   micro.get("nsp_weights"))
@@ -267,23 +268,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   ckpt.install_signal_handler()
   writer = _Writer(workdir)
   latest = ckpt.latest_step()
-  meta = ckpt.restore_meta(latest) if latest is not None else None
-  if meta is not None and "phase" not in meta:
+  meta = (runs.RunMeta.from_json(ckpt.restore_meta(latest))
+          if latest is not None else None)
+  if meta is not None and meta.is_import:
     raise ValueError(
         f"{workdir} holds an imported checkpoint, not a training run; train "
         f"in a new workdir with --config.init_from={workdir}.")
-  clock = evaluation.Clock((meta or {}).get("train_time_s", 0.0),
-                           (meta or {}).get("target"))
+  clock = evaluation.Clock(meta.train_time_s if meta else 0.0,
+                           meta.target if meta else None)
   if clock.target and config.get("stop_at_target", False):
     logging.info("%s reached target_mlm_accuracy at step %d; nothing to do "
                  "(config.stop_at_target).", workdir, clock.target["step"])
     ckpt.close()
-    return {"target": clock.target, "train_time_s": meta["train_time_s"]}
+    return {"target": clock.target, "train_time_s": meta.train_time_s}
   params, state, result, phase_evals = None, None, {}, {}
   for phase in all_phases:
-    if meta and meta["phase"] > phase.index:
+    if meta is not None and meta.phase > phase.index:
       continue
-    resume_here = bool(meta) and meta["phase"] == phase.index
+    resume_here = meta is not None and meta.phase == phase.index
     carry = phase.index > 0 and phase.cfg.get("carry_optimizer_state", False)
     tx = make_optimizer(config, phase, phase.start if carry else 0)
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
@@ -298,12 +300,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       state = {"params": params, "opt_state": opt_state,
                "global_step": jnp.asarray(phase.start, jnp.int32)}
       if resume_here:
-        state, meta = ckpt.restore(latest, _abstract(state))
+        state, _ = ckpt.restore(latest, _abstract(state))
         logging.info("Resumed from step %d (phase %d).", latest,
                      phase.index + 1)
       result = _run_phase(config, model, tx, phase, state, mesh, ckpt, writer,
                           clock,
-                          meta.get("data_streams") if resume_here else None)
+                          meta.data_streams if resume_here else None)
       if result.get("stopped"):
         break
       if "eval" in result:
@@ -324,25 +326,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 def init_from(config, params):
   """Parameters of another run or an imported checkpoint (`config.init_from`,
   step `config.init_from_step`, -1 for its latest), into `params`' shardings."""
-  src = checkpointing.Checkpointer(config.init_from, read_only=True)
-  step = config.get("init_from_step", -1)
-  step = src.latest_step() if step < 0 else step
-  if step is None or step not in src.all_steps():
-    raise ValueError(f"config.init_from={config.init_from}: no checkpoint "
-                     f"{'' if step is None else step} there (has "
-                     f"{src.all_steps()}).")
-  theirs = json.loads(src.restore_meta(step)["config"])["model"]
+  run = runs.open_run(config.init_from, config.get("init_from_step", -1),
+                      what="config.init_from")
+  theirs = run.meta.config_dict["model"]
   diff = {f: theirs[f] for f in interop.SHAPE_FIELDS
           if theirs.get(f) != config.model[f]}
   if theirs.get("hidden_act") != config.model.hidden_act:
     diff["hidden_act"] = theirs.get("hidden_act")
   if diff:
     raise ValueError(
-        f"config.init_from={config.init_from} (step {step}) was made with a "
-        "different model; set " +
+        f"config.init_from={config.init_from} (step {run.step}) was made with "
+        "a different model; set " +
         " ".join(f"--config.model.{k}={v}" for k, v in diff.items()))
-  restored = src.restore_params(step, _abstract(params))
-  src.close()
+  restored = run.params(_abstract(params))
+  step = run.step
   logging.info("Initialised from %s, step %d.", config.init_from, step)
   return restored
 
@@ -391,9 +388,9 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
   metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
   if first == 0 and phase.index == 0 and 0 in ckpt.keep_forever and (
       ckpt.latest_step() is None):  # the initialisation (MultiBERTs step_0)
-    ckpt.save(0, state, {"phase": 0, "phase_step": 0, "data_streams": streams,
-                         "records_per_stream": 0, "config": config.to_json()},
-              force=True)
+    ckpt.save(0, state, runs.RunMeta(
+        kind="training", config=config.to_json(), data_streams=streams,
+        records_per_stream=0).to_json(), force=True)
   watch, counts = nonfinite.Watch(skip), []
   target = config.get("target_mlm_accuracy", 0.0)
   for local in range(first, pc.num_steps):
@@ -452,13 +449,12 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
       reached = evaluation.check_target(target, step, ev, clock, writer)
     last = local + 1 == pc.num_steps or (
         reached is not None and config.get("stop_at_target", False))
-    meta = {"phase": phase.index, "phase_step": local + 1,
-            "data_streams": streams,
-            "records_per_stream": None if pc.get("packing") else
-                                  (local + 1) * pc.global_batch_size // streams,
-            "train_time_s": clock.train_s(), "config": config.to_json()}
-    if clock.target is not None:
-      meta["target"] = clock.target
+    meta = runs.RunMeta(
+        kind="training", config=config.to_json(), phase=phase.index,
+        phase_step=local + 1, data_streams=streams,
+        records_per_stream=None if pc.get("packing") else
+        (local + 1) * pc.global_batch_size // streams,
+        train_time_s=clock.train_s(), target=clock.target).to_json()
     if last:
       watch.check(ckpt)
     if ckpt.save(step, state, meta, force=stop or last):

@@ -34,6 +34,8 @@ import sys
 
 from absl import logging
 
+from data_prep import fileio
+
 CHOICES = ("auto", "ynn", "onednn")
 ONEDNN_FROM_HIDDEN = 256  # `auto`: oneDNN dots from this hidden size up
 PROBE_VERSION = 1  # bump when the probed computations change
@@ -146,10 +148,8 @@ def probe() -> dict:
   verdict = {"ok": ok, "reason": reason, "cpu": _cpu_name()}
   try:
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with fileio.atomic_write(path) as f:
       json.dump(verdict, f)
-    os.replace(tmp, path)
   except OSError as e:
     logging.warning("Could not cache the oneDNN probe in %s: %s", path, e)
   return verdict

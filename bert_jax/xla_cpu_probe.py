@@ -85,7 +85,7 @@ def pretraining(cfg, dots: str) -> dict:
 
 
 def finetuning(cfg, params, dots: str) -> None:
-  from bert_jax import finetune  # pylint: disable=g-import-not-at-top
+  from bert_jax.downstream import finetune  # pylint: disable=g-import-not-at-top
   from bert_jax import sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.create_mesh(-1, devices=jax.local_devices()[:1])
   b = _batch(np.random.default_rng(2))
@@ -107,7 +107,7 @@ def finetuning(cfg, params, dots: str) -> None:
 
 
 def extraction(cfg, params, dots: str) -> None:
-  from bert_jax import features  # pylint: disable=g-import-not-at-top
+  from bert_jax.downstream import features  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(5)
   rows = [list(rng.integers(5, VOCAB, n)) for n in (SEQ, SEQ // 2, 3)]
   segs = [[0] * len(r) for r in rows]

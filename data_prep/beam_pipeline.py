@@ -28,7 +28,7 @@ The pipeline:
    The part names and contents are those of the local path, so a Beam run and
    a local run with the same flags reuse each other's finished units, and a
    retried or duplicated bundle rewrites identical bytes.
-3. All unit statistics are combined and checked (`job._report`: an empty
+3. All unit statistics are combined and checked (`units.report`: an empty
    corpus fails here, before any shard exists; warnings are logged).
 4. Shards: the (split, shard k) → units assignment is the local one (unit u
    goes to shard `u * num_shards // n_units`), so the plan itself is the key
@@ -90,10 +90,9 @@ from data_prep import job
 from data_prep import pipeline
 from data_prep import schema
 from data_prep import tokenization
-from data_prep import writer
+from data_prep import units
 
 NAMESPACE = "bert_jax.data_prep"
-_CHUNK = 8 << 20
 _LOCAL_RUNNERS = ("directrunner", "switchingdirectrunner", "fnapirunner",
                   "bundlebaseddirectrunner", "prismrunner")
 
@@ -107,25 +106,19 @@ class ShardSpec:
 
 
 def shard_specs(plan: job.Plan) -> list[ShardSpec]:
-  """Which units make up each shard (the local path's assignment)."""
-  n = len(plan.units)
+  """Which units make up each shard (`units.shard_units`, as locally)."""
   specs = []
   for split, outs in (("train", plan.train_outputs),
                       ("eval", plan.eval_outputs)):
-    s = len(outs)
-    for k, path in enumerate(outs):
-      specs.append(ShardSpec(split, k, path,
-                             tuple(u for u in range(n) if u * s // n == k)))
+    for k, (path, unit_ids) in enumerate(zip(
+        outs, units.shard_units(len(plan.units), len(outs)))):
+      specs.append(ShardSpec(split, k, path, unit_ids))
   return specs
-
-
-def _part(parts_dir: str, unit: int, split: str) -> str:
-  return fileio.join(parts_dir, f"unit-{unit:05d}.{split}.tfrecord")
 
 
 class _RunUnit(beam.DoFn):
   """Unit index → its train/eval parts under the parts directory, and its
-  statistics (the dict the local path's `job.run_unit` returns)."""
+  statistics: `units.write_unit`, as the local path's `job.run_unit`."""
 
   def __init__(self, cfg: pipeline.PrepConfig, units: list[corpus.Unit],
                parts_dir: str):
@@ -146,38 +139,18 @@ class _RunUnit(beam.DoFn):
     pipeline.warm_up(cfg)  # compiles or loads the kernels once per worker
 
   def process(self, index: int):
-    done = fileio.join(self._parts_dir, f"unit-{index:05d}.json")
-    if fileio.exists(done):  # finished by an earlier (Beam or local) run
-      with fileio.open_file(done, "r") as f:
-        result = json.load(f)
+    result = units.finished(self._parts_dir, index)
+    if result is not None:  # finished by an earlier (Beam or local) run
       for split, n in result["instances"].items():
         self._instances[split].inc(n)
       self._reused.inc()
       yield result
       return
-    stats = pipeline.UnitStats()
-    start = time.perf_counter()
-    tag = uuid.uuid4().hex  # a retried or duplicated bundle never collides
-    outs = {s: writer.AtomicWriter(_part(self._parts_dir, index, s), tag)
-            for s in ("train", "eval")}
-    try:
-      for split, count, framed in pipeline.unit_records(
-          self._units[index], index, self._cfg, self._tok, stats,
-          self._chinese):
-        outs[split].write(framed)
-        self._instances[split].inc(count)
-    except BaseException:
-      for w in outs.values():
-        w.abort()
-      raise
-    for w in outs.values():
-      w.close()
-    result = {"unit": index, "seconds": time.perf_counter() - start,
-              **stats.as_dict()}
-    tmp = f"{done}.tmp-{tag}"
-    with fileio.open_file(tmp, "w") as f:
-      json.dump(result, f)
-    fileio.rename(tmp, done)
+    # A fresh tag per attempt: a retried or duplicated bundle never collides.
+    result = units.write_unit(
+        index, self._units[index], self._cfg, self._tok, self._parts_dir,
+        uuid.uuid4().hex, self._chinese,
+        on_records=lambda split, n: self._instances[split].inc(n))
     self._done.inc()
     logging.info("unit %d/%d done: %d train + %d eval instances", index + 1,
                  len(self._units), result["instances"]["train"],
@@ -189,7 +162,7 @@ def _check_units(results: list[dict], files: list[str]) -> list[dict]:
   """All units' statistics, by unit; raises on an empty corpus (before any
   shard is assembled) and logs the local path's warnings."""
   results = sorted(results, key=lambda r: r["unit"])
-  job._report(job._totals(results), files)  # pylint: disable=protected-access
+  units.report(units.totals(results), files)
   return results
 
 
@@ -203,7 +176,8 @@ class _AssembleShard(beam.DoFn):
     self._bytes = Metrics.counter(NAMESPACE, "bytes_assembled")
 
   def process(self, spec: ShardSpec, results: list[dict]):
-    parts = [_part(self._parts_dir, u, spec.split) for u in spec.units]
+    parts = [units.part_path(self._parts_dir, u, spec.split)
+             for u in spec.units]
     name = os.path.basename(spec.path)
     if len(parts) == 1:
       source = parts[0]  # renamed into place as it is, as the local path does
@@ -211,14 +185,7 @@ class _AssembleShard(beam.DoFn):
       source = fileio.join(self._parts_dir, f"shard.{spec.split}."
                            f"{spec.index:05d}.{name}")
       if not fileio.exists(source):  # else: a retry after it was written
-        size = 0
-        with writer.AtomicWriter(source, uuid.uuid4().hex) as w:
-          for part in parts:
-            with fileio.open_file(part, "rb") as f:
-              while chunk := f.read(_CHUNK):
-                w.write(chunk)
-                size += len(chunk)
-        self._bytes.inc(size)
+        self._bytes.inc(units.concatenate(parts, source, uuid.uuid4().hex))
     instances = sum(results[u]["instances"][spec.split] for u in spec.units)
     self._assembled.inc()
     logging.info("assembled %s shard %d (%s): %d instances from %d unit(s)",
@@ -248,9 +215,8 @@ def _finalize(shards: list[dict], results: list[dict], base: dict,
         {"file": shard["file"], "instances": shard["instances"]})
   metadata = {
       **base,
-      "splits": {k: {"instances": sum(s["instances"] for s in v), "shards": v}
-                 for k, v in splits.items()},
-      "stats": job._totals(results),  # pylint: disable=protected-access
+      "splits": units.splits_summary(splits),
+      "stats": units.totals(results),
       "seconds": round(time.time() - launched, 3),
       "timing": {**base["timing"], "pipeline": round(t - launched, 3),
                  "finalize": round(time.time() - t, 3)},
@@ -314,7 +280,7 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: job.Outputs,
   job.check_flags(cfg)
   options = beam_options.PipelineOptions(list(pipeline_args))
   runner_name = _runner_name(options)
-  tok = job._tokenizer(cfg)  # pylint: disable=protected-access
+  tok = units.tokenizer(cfg)
   plan = job.make_plan(cfg, files, outputs)
   if not _is_local(runner_name):
     local = [p for p in [*files, cfg.vocab_file, plan.metadata_path]
@@ -325,17 +291,9 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: job.Outputs,
   workers = options.view_as(beam_options.WorkerOptions).num_workers
   if _is_local(runner_name):
     workers = options.view_as(beam_options.DirectOptions).direct_num_workers
-  base = {
-      "max_seq_length": cfg.max_seq_length,
-      "max_predictions_per_seq": cfg.max_predictions_per_seq,
-      "vocab": {**tok.describe(), "file": cfg.vocab_file},
-      "config": dataclasses.asdict(cfg),
-      "engine": "fast",
-      "inputs": files or [f"tfds:{cfg.tfds_name}"],
-      "runner": f"beam:{runner_name}",
-      "workers": workers,
-      "timing": {"start_up": round(time.time() - launched, 3)},
-  }
+  base = units.metadata(
+      cfg, tok, files, "fast", runner=f"beam:{runner_name}", workers=workers,
+      timing={"start_up": round(time.time() - launched, 3)})
   logging.info("%d work units, %d train + %d eval shards; parts in %s",
                len(plan.units), len(plan.train_outputs),
                len(plan.eval_outputs), plan.parts_dir)

@@ -72,7 +72,7 @@ def train_wordpiece(files: list[str], output: str, vocab_size: int = 30522,
     raise ValueError(f"--input_file: no text found in {files}.")
   lines = (["[PAD]"] + [f"[unused{i}]" for i in range(num_unused)] +
            ["[UNK]", "[CLS]", "[SEP]", "[MASK]"] + learned)
-  _write_atomic(output, "".join(t + "\n" for t in lines))
+  fileio.write_atomic(output, "".join(t + "\n" for t in lines))
   logging.info("Wrote %s: %d entries from %d lines (%.1f MB).", output,
                len(lines), stats.lines, stats.bytes / 2**20)
   return len(lines)
@@ -86,7 +86,7 @@ def train_sentencepiece(files: list[str], output_prefix: str,
   import sentencepiece as spm  # pylint: disable=g-import-not-at-top
   stats = corpus.ReadStats()
   lines = (l.lower() if do_lower_case else l for l in _lines(files, stats))
-  tmp_prefix = output_prefix + ".tmp"
+  tmp_prefix = fileio.temporary_name(output_prefix)
   spm.SentencePieceTrainer.train(
       sentence_iterator=lines, model_prefix=tmp_prefix, vocab_size=vocab_size,
       model_type="unigram", character_coverage=character_coverage,
@@ -97,13 +97,6 @@ def train_sentencepiece(files: list[str], output_prefix: str,
   for ext in (".model", ".vocab"):
     fileio.rename(tmp_prefix + ext, output_prefix + ext)
   return output_prefix + ".model"
-
-
-def _write_atomic(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with fileio.open_file(tmp, "w") as f:
-    f.write(text)
-  fileio.rename(tmp, path)
 
 
 def main(argv):

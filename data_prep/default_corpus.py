@@ -150,20 +150,17 @@ def iter_documents(max_bytes: int | None = None) -> Iterator[list[str]]:
 
 def write_corpus(path: str, max_mb: float = 20.0) -> dict:
   """Writes the harvested corpus atomically; returns its statistics."""
-  tmp = path + ".tmp"
   n_docs = n_sents = 0
   h = hashlib.sha256()
-  with open(tmp, "w", encoding="utf-8") as f:
+  with fileio.atomic_write(path) as f:
     for sents in iter_documents(int(max_mb * 2**20)):
       text = "\n".join(sents) + "\n\n"
       f.write(text)
       h.update(text.encode())
       n_docs += 1
       n_sents += len(sents)
-  if not n_docs:
-    os.remove(tmp)
-    raise RuntimeError("No docstrings found to build the default corpus.")
-  os.replace(tmp, path)
+    if not n_docs:
+      raise RuntimeError("No docstrings found to build the default corpus.")
   return {"path": path, "documents": n_docs, "sentences": n_sents,
           "bytes": os.path.getsize(path), "sha256": h.hexdigest()}
 

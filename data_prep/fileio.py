@@ -7,10 +7,11 @@ TensorFlow's start-up.
 
 from __future__ import annotations
 
+import contextlib
 import glob as _glob
 import os
 import shutil
-from typing import IO
+from typing import IO, Iterator
 
 
 def is_remote(path: str) -> bool:
@@ -54,6 +55,43 @@ def size(path: str) -> int:
 
 def open_file(path: str, mode: str = "rb") -> IO:
   return _gfile().GFile(path, mode) if is_remote(path) else open(path, mode)
+
+
+def temporary_name(path: str, tag: str = "") -> str:
+  """Where `path` is written before it is renamed into place: a hidden
+  sibling, `.<name>.tmp-<tag>` (default tag: the process id), which globs
+  such as `train-*` or `*` never match."""
+  head, name = path.rsplit("/", 1) if "/" in path else ("", path)
+  hidden = f".{name}.tmp-{tag or os.getpid()}"
+  return f"{head}/{hidden}" if head else hidden
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "w", tag: str = "") -> Iterator[IO]:
+  """A file open for writing under `temporary_name(path, tag)`, renamed to
+  `path` when the block ends and removed if it raises: a failed or killed
+  writer never leaves a file that looks complete. Text is UTF-8."""
+  tmp = temporary_name(path, tag)
+  if is_remote(path):
+    f = _gfile().GFile(tmp, mode)
+    f.write(b"" if "b" in mode else "")  # gfile creates the file on write
+  else:
+    f = open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"}))
+  try:
+    yield f
+  except BaseException:
+    f.close()
+    if exists(tmp):
+      remove(tmp)
+    raise
+  f.close()
+  rename(tmp, path)
+
+
+def write_atomic(path: str, data: str | bytes) -> None:
+  """`data` into `path`, through `atomic_write`."""
+  with atomic_write(path, "wb" if isinstance(data, bytes) else "w") as f:
+    f.write(data)
 
 
 def read_bytes(path: str) -> bytes:

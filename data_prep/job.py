@@ -1,4 +1,8 @@
-"""The data-preparation job: shard plan, worker pool, shard assembly, metadata.
+"""The local data-preparation job: the plan, the worker pool, the shards.
+
+The per-unit and per-shard chores (writing a unit, which units make a
+shard, concatenation, totals, metadata) are `units.py`'s, shared with the
+Beam pipeline.
 
 `generate(cfg, files, workers)` is what `create_pretraining_data` runs after
 parsing flags; it defines no flags itself, so it can be imported anywhere.
@@ -23,7 +27,7 @@ from data_prep import fileio
 from data_prep import pipeline
 from data_prep import reference
 from data_prep import schema
-from data_prep import tokenization
+from data_prep import units
 from data_prep import writer
 
 
@@ -106,69 +110,37 @@ def make_plan(cfg: pipeline.PrepConfig, files: list[str],
   if cfg.tfds_name:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     splits = tfds.even_splits(cfg.tfds_split, n=len(train))
-    units = [corpus.Unit(tfds_split=s) for s in splits]
+    work = [corpus.Unit(tfds_split=s) for s in splits]
     key_src = [cfg.tfds_name, cfg.tfds_split]
   else:
     total = sum(fileio.size(f) for f in files)
     n_units = max(len(train), math.ceil(total / (outputs.unit_mb * 2**20)))
-    units = corpus.plan_units(files, n_units)
+    work = corpus.plan_units(files, n_units)
     key_src = [(f, fileio.size(f), None if fileio.is_remote(f)
                 else os.path.getmtime(f)) for f in files]
   key = hashlib.sha256(json.dumps(
-      [dataclasses.asdict(cfg), key_src, len(units), train, evals,
-       _tokenizer(cfg).fingerprint],
+      [dataclasses.asdict(cfg), key_src, len(work), train, evals,
+       units.tokenizer(cfg).fingerprint],
       default=str).encode()).hexdigest()[:16]
   parts = fileio.join(os.path.dirname(train[0]) or ".", f".parts-{key}")
-  return Plan(units, train, evals, meta, parts)
-
-
-_TOKENIZERS: dict = {}  # per process: loaded once, shared by its units
-
-
-def _tokenizer(cfg: pipeline.PrepConfig):
-  key = (cfg.vocab_file, cfg.do_lower_case, cfg.tokenizer)
-  if key not in _TOKENIZERS:
-    _TOKENIZERS.clear()
-    _TOKENIZERS[key] = tokenization.load_tokenizer(*key)
-  return _TOKENIZERS[key]
+  return Plan(work, train, evals, meta, parts)
 
 
 def _init_worker(cfg: pipeline.PrepConfig):
   os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-  _tokenizer(cfg)
+  units.tokenizer(cfg)
   pipeline.warm_up(cfg)
 
 
 def run_unit(index: int, unit: corpus.Unit, cfg: pipeline.PrepConfig,
              parts_dir: str) -> dict:
-  """Writes one unit's train/eval parts (atomically) and its stats file."""
-  done = fileio.join(parts_dir, f"unit-{index:05d}.json")
-  if fileio.exists(done):
-    with fileio.open_file(done, "r") as f:
-      return json.load(f)
-  tok = _tokenizer(cfg)
-  stats = pipeline.UnitStats()
-  start = time.perf_counter()
-  outs = {s: writer.AtomicWriter(
-      fileio.join(parts_dir, f"unit-{index:05d}.{s}.tfrecord"), str(os.getpid()))
-          for s in ("train", "eval")}
-  try:
-    for split, _, framed in pipeline.unit_records(unit, index, cfg, tok,
-                                                  stats):
-      outs[split].write(framed)
-  except BaseException:
-    for w in outs.values():
-      w.abort()
-    raise
-  for w in outs.values():
-    w.close()
-  result = {"unit": index, "seconds": time.perf_counter() - start,
-            **stats.as_dict()}
-  tmp = done + ".tmp"
-  with fileio.open_file(tmp, "w") as f:
-    json.dump(result, f)
-  fileio.rename(tmp, done)
-  return result
+  """One unit's parts and statistics (`units.write_unit`), unless an earlier
+  run finished it."""
+  done = units.finished(parts_dir, index)
+  if done is not None:
+    return done
+  return units.write_unit(index, unit, cfg, units.tokenizer(cfg), parts_dir,
+                          str(os.getpid()))
 
 
 def _run_units(plan: Plan, cfg: pipeline.PrepConfig, workers: int) -> list:
@@ -198,23 +170,17 @@ def _run_units(plan: Plan, cfg: pipeline.PrepConfig, workers: int) -> list:
 
 
 def _assemble(plan: Plan, split: str, outputs: list[str]) -> list[dict]:
-  """Concatenates unit parts into shards (TFRecord files concatenate)."""
-  n, s = len(plan.units), len(outputs)
+  """Concatenates unit parts into shards (`units.shard_units`)."""
   shards = []
-  for k, path in enumerate(outputs):
-    units = [u for u in range(n) if u * s // n == k]
-    parts = [fileio.join(plan.parts_dir, f"unit-{u:05d}.{split}.tfrecord")
-             for u in units]
+  for path, unit_ids in zip(outputs, units.shard_units(len(plan.units),
+                                                       len(outputs))):
+    parts = [units.part_path(plan.parts_dir, u, split) for u in unit_ids]
     fileio.makedirs(os.path.dirname(path) or ".")
     if len(parts) == 1:
       fileio.rename(parts[0], path)
     else:
-      with writer.AtomicWriter(path, "assemble") as w:
-        for part in parts:
-          with fileio.open_file(part, "rb") as f:
-            while chunk := f.read(8 << 20):
-              w.write(chunk)
-    shards.append({"file": os.path.basename(path), "units": units})
+      units.concatenate(parts, path, "assemble")
+    shards.append({"file": os.path.basename(path), "units": list(unit_ids)})
   return shards
 
 
@@ -237,19 +203,19 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
   cfg, files, outputs = resolve_paths(cfg, files, outputs)
   check_flags(cfg)
   start = time.perf_counter()
-  tok = _tokenizer(cfg)
+  tok = units.tokenizer(cfg)
   pipeline.warm_up(cfg)
   timing = {"start_up": time.perf_counter() - start}
   plan = make_plan(cfg, files, outputs)
   t = time.perf_counter()
   if engine == "reference":
     results, splits = _reference(cfg, files, tok, plan)
-    totals = _totals(results)
+    totals = units.totals(results)
     timing["instances"] = time.perf_counter() - t
   else:
     results = _run_units(plan, cfg, workers)
-    totals = _totals(results)
-    _report(totals, files)  # before any shard appears
+    totals = units.totals(results)
+    units.report(totals, files)  # before any shard appears
     timing["units"] = time.perf_counter() - t
     t = time.perf_counter()
     splits = {"train": _assemble(plan, "train", plan.train_outputs)}
@@ -261,21 +227,11 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
     for shard in shards:
       shard["instances"] = sum(results[u]["instances"][split]
                                for u in shard.pop("units"))
-  metadata = {
-      "max_seq_length": cfg.max_seq_length,
-      "max_predictions_per_seq": cfg.max_predictions_per_seq,
-      "vocab": {**tok.describe(), "file": cfg.vocab_file},
-      "config": dataclasses.asdict(cfg),
-      "engine": engine,
-      "inputs": files or [f"tfds:{cfg.tfds_name}"],
-      "splits": {k: {"instances": sum(s["instances"] for s in v), "shards": v}
-                 for k, v in splits.items()},
-      "stats": totals,
-      "seconds": round(time.perf_counter() - start, 3),
-      "timing": {k: round(v, 3) for k, v in timing.items()},
-      "workers": workers,
-      "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-  }
+  metadata = units.metadata(
+      cfg, tok, files, engine, splits=units.splits_summary(splits),
+      stats=totals, seconds=round(time.perf_counter() - start, 3),
+      timing={k: round(v, 3) for k, v in timing.items()}, workers=workers,
+      created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
   schema.write_metadata(plan.metadata_path, metadata)
   return metadata
 
@@ -288,7 +244,7 @@ def _reference(cfg, files, tok, plan):
   records = reference.reference_examples(files, cfg, tok,
                                          pipeline.masking_spec(cfg, tok), stats)
   n = len(plan.train_outputs)
-  _report(_totals([{"unit": 0, **stats.as_dict()}]), files)
+  units.report(units.totals([{"unit": 0, **stats.as_dict()}]), files)
   shards = []
   for k, path in enumerate(plan.train_outputs):
     fileio.makedirs(os.path.dirname(path) or ".")
@@ -299,52 +255,3 @@ def _reference(cfg, files, tok, plan):
                **{f: v for f, v in stats.as_dict().items() if f != "instances"}}
               for k in range(n)]
   return per_file, {"train": shards}
-
-
-def _totals(results: list[dict]) -> dict:
-  t = {"instances_train": 0, "instances_eval": 0, "random_next": 0,
-       "masked": 0, "tokens": 0, "documents": 0, "pools": 0,
-       "single_document_pools": 0, "lines": 0, "bytes": 0,
-       "invalid_utf8_lines": 0, "empty_token_lines": 0,
-       "files_with_invalid_utf8": {}}
-  for r in results:
-    t["instances_train"] += r["instances"]["train"]
-    t["instances_eval"] += r["instances"]["eval"]
-    for k in ("random_next", "masked", "tokens", "documents", "pools",
-              "single_document_pools"):
-      t[k] += r[k]
-    for k in ("lines", "bytes", "invalid_utf8_lines", "empty_token_lines"):
-      t[k] += r["read"][k]
-    for f, c in r["read"]["files_with_invalid_utf8"].items():
-      t["files_with_invalid_utf8"][f] = t["files_with_invalid_utf8"].get(f, 0) + c
-    if "seconds" in r:
-      t.setdefault("unit_seconds", []).append(round(r["seconds"], 3))
-  return t
-
-
-def _report(t: dict, files) -> None:
-  if t["documents"] == 0:
-    raise corpus.InputError(
-        f"Empty corpus: no line of {files or 'the TFDS split'} produced a "
-        "token. Expected text with one sentence per line and blank lines "
-        "between documents.")
-  for f, c in t["files_with_invalid_utf8"].items():
-    logging.warning("%s: %d line(s) with invalid UTF-8; the invalid bytes were "
-                    "dropped (as Google's script does).", f, c)
-  if t["documents"] == 1:
-    logging.warning(
-        "The corpus has a single document: every 'random next' segment B "
-        "comes from that same document, so next_sentence_labels=1 is wrong "
-        "for them (Google's script does the same). Add documents separated by "
-        "blank lines.")
-  elif t["single_document_pools"]:
-    logging.warning("%d document pool(s) held one document; their NSP "
-                    "negatives come from the same document.",
-                    t["single_document_pools"])
-  logging.info("Wrote %d train + %d eval instances from %d documents "
-               "(%d tokens); %.1f%% random-next.", t["instances_train"],
-               t["instances_eval"], t["documents"], t["tokens"],
-               100.0 * t["random_next"] / max(1, t["instances_train"] +
-                                              t["instances_eval"]))
-
-

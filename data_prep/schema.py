@@ -33,12 +33,10 @@ class MetadataError(ValueError):
 
 
 def write_metadata(path: str, metadata: dict[str, Any]) -> None:
-  tmp = path + ".tmp"
-  with fileio.open_file(tmp, "w") as f:
+  with fileio.atomic_write(path) as f:
     json.dump({"format": FORMAT, "version": VERSION, **metadata}, f, indent=2,
               sort_keys=True)
     f.write("\n")
-  fileio.rename(tmp, path)
 
 
 def read_metadata(path: str) -> dict[str, Any]:

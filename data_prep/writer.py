@@ -425,11 +425,13 @@ def iter_framed(data: bytes, name: str = "<bytes>") -> Iterable[bytes]:
 
 
 class AtomicWriter:
-  """Writes a file under `<path>.tmp-<tag>` and renames it when closed cleanly."""
+  """Writes a file under `fileio.temporary_name(path, tag)` and renames it
+  when closed cleanly (streamed record by record, unlike
+  `fileio.atomic_write`)."""
 
   def __init__(self, path: str, tag: str = "partial"):
     self.path = path
-    self.tmp = f"{path}.tmp-{tag}"
+    self.tmp = fileio.temporary_name(path, tag)
     self._f = fileio.open_file(self.tmp, "wb")
     self._f.write(b"")  # tf.io.gfile creates the file on first write
     self.records = 0

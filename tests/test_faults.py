@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from bert_jax import checkpointing
 from bert_jax import input_pipeline
-from bert_jax import interop
+from bert_jax import runs
 from bert_jax import train
 from configs import bert as bert_config
 import tiny
@@ -78,12 +78,12 @@ def test_nonfinite_loss_stops_naming_the_step_or_is_skipped(data, tmp_path):
     train.train_and_evaluate(config, str(tmp_path / "stop"))
   ckpt = checkpointing.Checkpointer(str(tmp_path / "stop"), read_only=True)
   assert ckpt.all_steps() == [2]  # nothing non-finite was saved
-  params, _, _, _ = interop.load_workdir(str(tmp_path / "stop"))
+  params = runs.open_run(str(tmp_path / "stop")).params()
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
   config.on_nonfinite = "skip"
   result = train.train_and_evaluate(config, str(tmp_path / "skip"))
   assert result["skipped_steps"] == [4]
-  params, _, _, _ = interop.load_workdir(str(tmp_path / "skip"))
+  params = runs.open_run(str(tmp_path / "skip")).params()
   assert all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(params))
   config.on_nonfinite = "ignore"
   with pytest.raises(ValueError, match="stop or skip"):
@@ -237,9 +237,9 @@ def test_sigterm_and_sigkill_at_random_steps_then_resume_equals_uninterrupted(
   proc = _start(config, cut)
   _, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
-  want, _, _, step_a = interop.load_workdir(whole)
-  got, _, _, step_b = interop.load_workdir(cut)
-  assert step_a == step_b == 10
+  want, got = runs.open_run(whole), runs.open_run(cut)
+  assert want.step == got.step == 10
+  want, got = want.params(), got.params()
   for a, b in zip(jax.tree_util.tree_leaves(want),
                   jax.tree_util.tree_leaves(got)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

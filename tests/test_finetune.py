@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from bert_jax import checkpointing
-from bert_jax import finetune
-from bert_jax import interop
 from bert_jax import models
-from bert_jax import tasks
+from bert_jax import runs
+from bert_jax.conversion import interop
+from bert_jax.downstream import finetune
+from bert_jax.downstream import tasks
 from configs import bert as bert_config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -48,8 +49,8 @@ def checkpoint(tmp_path_factory, vocab_file) -> str:
   config = bert_config.get_config("tiny")
   config.model.update(fields)
   config.seed = PRETRAIN_SEED
-  meta = {"config": config.to_json(), "vocab_file": "vocab.txt",
-          "do_lower_case": True}
+  meta = runs.RunMeta(kind="training", config=config.to_json(),
+                      vocab_file="vocab.txt").to_json()
   ckpt = checkpointing.Checkpointer(str(workdir), async_save=False)
   ckpt.save(0, {"params": params}, meta, force=True)
   ckpt.wait()
@@ -127,7 +128,7 @@ def test_learns_easy_task_and_writes_outputs(sentiment_run, checkpoint):
   metrics = json.loads((out / "metrics.json").read_text())
   assert metrics["final"] == result["final"]
   assert set(metrics["final"]) == {"loss", "accuracy", "f1"}
-  assert not list(out.glob(".*.tmp"))
+  assert not list(out.glob(".*.tmp-*"))
   assert not (out / "test_predictions.jsonl").exists()
 
 
@@ -310,10 +311,11 @@ def test_metrics_by_hand():
 def test_pretraining_seed_from_meta():
   config = bert_config.get_config("tiny")
   config.seed = 4
-  assert finetune.pretraining_seed({"config": config.to_json()}) == 4
-  assert finetune.pretraining_seed({"config": config.to_json(),
-                                    "imported_from": "hf"}) is None
-  assert finetune.pretraining_seed({}) is None
+  meta = runs.RunMeta.from_json
+  assert meta({"config": config.to_json(), "phase": 0}).pretraining_seed() == 4
+  assert meta({"config": config.to_json(),
+               "imported_from": "hf"}).pretraining_seed() is None
+  assert meta({"config": "{}", "kind": "training"}).pretraining_seed() is None
 
 
 def test_regression_jsonl(checkpoint, tmp_path):

@@ -12,9 +12,10 @@ import pytest
 import torch
 import transformers
 
-from bert_jax import interop
 from bert_jax import models
+from bert_jax import runs
 from bert_jax import train
+from bert_jax.conversion import interop
 from configs import bert as bert_config
 from data_prep import job
 from data_prep import pipeline
@@ -164,7 +165,8 @@ def test_pretraining_heads_match_transformers(trained, tmp_path, vocab_file):
                             f"--output_dir={out}")
   assert rc == 0, stderr
   assert json.loads(stdout)["step"] == 30  # an intermediate checkpoint
-  params, cfg, _, _ = interop.load_workdir(workdir, 30)
+  run = runs.open_run(workdir, 30)
+  params, cfg = run.params(), run.model_config
   ids, mask, seg = _encode(vocab_file)
   pos = np.array([[1, 2, 3]] * len(ids), np.int32)
   mlm, nsp = models.BertForPreTraining(cfg).apply({"params": params}, ids,
@@ -236,9 +238,11 @@ def test_tf_checkpoint_round_trip_skips_optimizer_slots(trained, tmp_path):
                        f"--bert_config={tf_dir}/bert_config.json",
                        f"--vocab_file={tf_dir}/vocab.txt", f"--workdir={out}")
   assert rc == 0, stderr
-  want, _, _, _ = interop.load_workdir(workdir)
-  got, cfg, meta, _ = interop.load_workdir(out)
-  assert meta["initialised"] == [] and cfg.hidden_size == 64
+  want = runs.open_run(workdir).params()
+  got = runs.open_run(out)
+  assert got.meta.initialised == () and got.model_config.hidden_size == 64
+  assert got.meta.is_import and got.meta.format == "tf"
+  got = got.params()
   for (k, a), (_, b) in zip(models.flat_param_names(want).items(),
                             models.flat_param_names(got).items()):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=k)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import transformers
 
+from bert_jax import losses
 from bert_jax import models
 
 CFG = models.BertConfig(vocab_size=211, hidden_size=48, num_hidden_layers=3,
@@ -224,7 +225,7 @@ def test_fused_mlm_loss_and_gradients_equal_plain_autodiff():
   def ours(p, fused):
     mlm, nsp = model.apply({"params": p}, *inputs,
                            masked_lm_ids=labels if fused else None)
-    m = models.pretraining_losses(mlm, nsp, labels, weights, nsp_labels)
+    m = losses.pretraining_losses(mlm, nsp, labels, weights, nsp_labels)
     return m["loss"], m["mlm_accuracy"]
 
   (want, want_acc), want_g = jax.jit(jax.value_and_grad(

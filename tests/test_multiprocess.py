@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from bert_jax import checkpointing
-from bert_jax import interop
+from bert_jax.runs import open_run
 from data_prep import job
 from data_prep import pipeline
 import tiny
@@ -104,8 +104,9 @@ def test_two_processes_equal_one(runs):
                                rtol=2e-5, err_msg=tag)
   ckpts = [checkpointing.Checkpointer(w, read_only=True) for w in runs[:2]]
   assert ckpts[0].all_steps() == ckpts[1].all_steps() == [2, 4]
-  (pa, _, ma, _), (pb, _, mb, _) = (interop.load_workdir(w) for w in runs[:2])
-  assert ma["data_streams"] == mb["data_streams"] == 2
-  assert ma["records_per_stream"] == mb["records_per_stream"] == 32
+  ra, rb = (open_run(w) for w in runs[:2])
+  assert ra.meta.data_streams == rb.meta.data_streams == 2
+  assert ra.meta.records_per_stream == rb.meta.records_per_stream == 32
+  pa, pb = ra.params(), rb.params()
   for x, y in zip(jax.tree_util.tree_leaves(pa), jax.tree_util.tree_leaves(pb)):
     np.testing.assert_allclose(np.asarray(x), np.asarray(y), atol=2e-6)

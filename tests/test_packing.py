@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bert_jax import input_pipeline
+from bert_jax import losses
 from bert_jax import models
 from bert_jax import packing
 from data_prep import job
@@ -125,14 +126,11 @@ def test_a_packed_row_gives_each_example_its_own_outputs():
   np.testing.assert_allclose(got, want, atol=2e-5)
   np.testing.assert_allclose(np.asarray(nsp_p)[0], np.asarray(nsp_a),
                              atol=2e-5)
-  losses = jax.jit(models.pretraining_losses)
-  la = losses(mlm_a, nsp_a, alone["masked_lm_ids"],
-                                 alone["masked_lm_weights"],
-                                 alone["next_sentence_labels"])
-  lp = losses(mlm_p, nsp_p, row["masked_lm_ids"],
-                                 row["masked_lm_weights"],
-                                 row["next_sentence_labels"],
-                                 row["nsp_weights"])
+  loss_fn = jax.jit(losses.pretraining_losses)
+  la = loss_fn(mlm_a, nsp_a, alone["masked_lm_ids"],
+               alone["masked_lm_weights"], alone["next_sentence_labels"])
+  lp = loss_fn(mlm_p, nsp_p, row["masked_lm_ids"], row["masked_lm_weights"],
+               row["next_sentence_labels"], row["nsp_weights"])
   for k in la:
     np.testing.assert_allclose(float(lp[k]), float(la[k]), rtol=1e-5,
                                err_msg=k)
@@ -201,7 +199,7 @@ def test_packed_evaluation_equals_unpacked_on_the_same_examples(shards):
   params = jax.jit(model.init)(jax.random.PRNGKey(1), *(
       everything[k] for k in ("input_ids", "input_mask", "segment_ids",
                               "masked_lm_positions")))["params"]
-  one_batch = models.losses_from_sums(jax.jit(evaluation.make_eval_step(
+  one_batch = losses.losses_from_sums(jax.jit(evaluation.make_eval_step(
       model))(params, everything))
   mesh = sharding.create_mesh(-1)
   phase = ml_collections.ConfigDict({"max_seq_length": S,

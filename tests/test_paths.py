@@ -1,13 +1,15 @@
-"""Relative paths and `~` are resolved once, where they enter; URLs are not."""
+"""Relative paths and `~` are resolved once, where they enter; URLs are not.
+Files are written whole or not at all."""
 
 import json
 import os
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from bert_jax import checkpointing
-from bert_jax import interop
+from bert_jax import runs
 from bert_jax import train
 from configs import bert as bert_config
 from data_prep import fileio
@@ -66,17 +68,37 @@ def test_recorded_vocab_is_found_from_another_directory(monkeypatch, tmp_path):
   data = tmp_path / "data"
   data.mkdir()
   (data / "vocab.txt").write_text("[PAD]\n")
-  meta = {"config": json.dumps({"phase1": {"train_files": f"{data}/train-*"}})}
+  meta = runs.RunMeta(kind="training", config=json.dumps(
+      {"phase1": {"train_files": f"{data}/train-*"}}))
   for recorded in (str(data / "vocab.txt"), "vocab.txt"):
     (data / "metadata.json").write_text(json.dumps(
         {"config": {"vocab_file": recorded, "do_lower_case": False}}))
     monkeypatch.chdir(tmp_path.parent)
-    assert interop.vocab_of("run", meta) == (str(data / "vocab.txt"), False)
+    assert meta.vocab("run") == (str(data / "vocab.txt"), False)
   (data / "metadata.json").write_text(json.dumps(
       {"config": {"vocab_file": "/nowhere/vocab.txt"}}))
   (data / "vocab.txt").unlink()
   warnings = []
-  monkeypatch.setattr(interop.logging, "warning",
+  monkeypatch.setattr(runs.logging, "warning",
                       lambda msg, *a: warnings.append(msg % a))
-  assert interop.vocab_of("run", meta) == (None, True)
+  assert meta.vocab("run") == (None, True)
   assert "vocab_file=/nowhere/vocab.txt" in warnings[0], warnings
+
+
+def test_atomic_write_leaves_the_whole_file_or_nothing(tmp_path):
+  path = str(tmp_path / "out.json")
+  with pytest.raises(RuntimeError, match="killed"):
+    with fileio.atomic_write(path) as f:
+      f.write("half")
+      raise RuntimeError("killed")
+  assert not os.listdir(tmp_path)
+  with fileio.atomic_write(path) as f:
+    f.write("whole ü")
+    assert os.listdir(tmp_path) == [f".out.json.tmp-{os.getpid()}"]
+  assert os.listdir(tmp_path) == ["out.json"]
+  with open(path, encoding="utf-8") as f:
+    assert f.read() == "whole ü"
+  fileio.write_atomic(path, b"\x00bytes")
+  with open(path, "rb") as f:
+    assert f.read() == b"\x00bytes"
+  assert fileio.temporary_name("gs://b/d/x.txt", "w1") == "gs://b/d/.x.txt.tmp-w1"

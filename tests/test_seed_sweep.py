@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import transformers
 
-from bert_jax import interop
+from bert_jax import runs
 from bert_jax import seed_sweep
 from bert_jax import train
 from configs import bert as bert_config
@@ -44,7 +44,7 @@ def _config(data, **seeds):
 
 
 def _leaves(workdir, step):
-  params, _, _, _ = interop.load_workdir(workdir, step)
+  params = runs.open_run(workdir, step).params()
   return [np.asarray(x) for x in jax.tree_util.tree_leaves(params)]
 
 
@@ -53,16 +53,16 @@ def _same(a, b):
 
 
 def test_init_and_data_seeds_are_independent(data, tmp_path):
-  runs = {}
+  leaves = {}
   for name, seeds in {"base": {"seed": 0}, "data1": {"data_seed": 1},
                       "init1": {"init_seed": 1}}.items():
     workdir = str(tmp_path / name)
     train.train_and_evaluate(_config(data, **seeds), workdir)
-    runs[name] = (_leaves(workdir, 0), _leaves(workdir, 3))
+    leaves[name] = (_leaves(workdir, 0), _leaves(workdir, 3))
   # Step 0 is the initialisation, kept like MultiBERTs' step_0k.
-  assert _same(runs["base"][0], runs["data1"][0])  # same init...
-  assert not _same(runs["base"][1], runs["data1"][1])  # ...other data
-  assert not _same(runs["base"][0], runs["init1"][0])  # other init
+  assert _same(leaves["base"][0], leaves["data1"][0])  # same init...
+  assert not _same(leaves["base"][1], leaves["data1"][1])  # ...other data
+  assert not _same(leaves["base"][0], leaves["init1"][0])  # other init
 
 
 def test_multiberts_recipe():

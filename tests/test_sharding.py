@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from bert_jax import evaluation
+from bert_jax import losses
 from bert_jax import models
 from bert_jax import sharding
 from bert_jax import train
@@ -35,7 +36,7 @@ def _batch(seed=0, batch=8, seq=32, preds=5):
 
 def _loss_fn(model):
   eval_step = evaluation.make_eval_step(model)  # Google's losses, deterministic
-  return lambda params, batch: models.losses_from_sums(
+  return lambda params, batch: losses.losses_from_sums(
       eval_step(params, batch))["loss"]
 
 

@@ -15,8 +15,10 @@ from absl import logging
 from etils import epath
 
 from bert_jax import checkpointing
-from bert_jax import interop
 from bert_jax import models
+from bert_jax import runs
+from bert_jax.conversion import interop
+from data_prep import fileio
 
 
 def export_run(workdir: str, step: int | None, output_dir: str,
@@ -24,8 +26,9 @@ def export_run(workdir: str, step: int | None, output_dir: str,
                do_lower_case: bool | None = None, heads: bool = True) -> dict:
   """A run's checkpoint (`step` None or -1: latest) → a transformers
   directory (`kind` "hf") or a TF-1 checkpoint directory ("tf")."""
-  params, cfg, meta, step = interop.load_workdir(workdir, step)
-  found, lower = interop.vocab_of(workdir, meta)
+  run = runs.open_run(workdir, step)
+  params, cfg, step = run.params(), run.model_config, run.step
+  found, lower = run.vocab()
   vocab = vocab_file or found
   if vocab is None:
     logging.warning("No vocab found for %s (pass --vocab_file); exporting "
@@ -40,13 +43,14 @@ def export_run(workdir: str, step: int | None, output_dir: str,
     out = epath.Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     interop.write_tf_checkpoint(str(out / "bert_model.ckpt"), params)
-    (out / "bert_config.json").write_text(
+    fileio.write_atomic(
+        str(out / "bert_config.json"),
         json.dumps(interop.config_to_google(cfg), indent=2) + "\n")
     files = ["bert_model.ckpt.index", "bert_model.ckpt.data-00000-of-00001",
              "bert_config.json"]
     if vocab:
-      (out / os.path.basename(vocab)).write_bytes(
-          epath.Path(vocab).read_bytes())
+      fileio.write_atomic(str(out / os.path.basename(vocab)),
+                          epath.Path(vocab).read_bytes())
       files.append(os.path.basename(vocab))
   else:
     raise ValueError(f"export kind {kind!r}: hf or tf.")
@@ -102,14 +106,15 @@ def _save_import(workdir, src, fmt, fields, params, fresh, vocab,
                                "checkpoints; import into a new directory.")
   out.mkdir(parents=True, exist_ok=True)
   vocab_name = "spm.model" if vocab.endswith(".model") else "vocab.txt"
-  (out / vocab_name).write_bytes(epath.Path(vocab).read_bytes())
+  fileio.write_atomic(str(out / vocab_name), epath.Path(vocab).read_bytes())
   config = bert_config.get_config("base")
   config.model.update(fields)
-  meta = {"imported_from": src, "format": fmt, "config": config.to_json(),
-          "vocab_file": vocab_name, "do_lower_case": do_lower_case,
-          "initialised": fresh}
+  meta = runs.RunMeta(kind="import", config=config.to_json(),
+                      imported_from=src, format=fmt, vocab_file=vocab_name,
+                      do_lower_case=bool(do_lower_case),
+                      initialised=tuple(fresh))
   ckpt = checkpointing.Checkpointer(workdir, async_save=False)
-  ckpt.save(0, {"params": params}, meta, force=True)
+  ckpt.save(0, {"params": params}, meta.to_json(), force=True)
   ckpt.wait()
   ckpt.close()
   overrides = " ".join(f"--config.model.{k}={v}" for k, v in fields.items())

@@ -8,6 +8,8 @@ import json
 
 import numpy as np
 
+from data_prep import fileio
+
 
 class LayerError(ValueError):
   """A requested layer the model does not have."""
@@ -63,14 +65,16 @@ def extract_file(workdir, step, input_file, output_file, layers,
                  do_lower_case=None, cpu_dots: str = "auto") -> int:
   """Reads, tokenizes, runs and writes; returns the number of examples."""
   from etils import epath  # pylint: disable=g-import-not-at-top
-  from bert_jax import interop  # pylint: disable=g-import-not-at-top
-  from bert_jax import tasks  # pylint: disable=g-import-not-at-top
+  from bert_jax.conversion import interop  # pylint: disable=g-import-not-at-top
+  from bert_jax.downstream import tasks  # pylint: disable=g-import-not-at-top
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
-  params, cfg, meta, _ = interop.load_workdir(workdir, step)
+  from bert_jax import runs  # pylint: disable=g-import-not-at-top
+  run = runs.open_run(workdir, step)
+  params, cfg = run.params(), run.model_config
   if max_seq_length > cfg.max_position_embeddings:
     raise LayerError(f"--max_seq_length={max_seq_length} exceeds the "
                      f"model's {cfg.max_position_embeddings} positions.")
-  found, lower = interop.vocab_of(workdir, meta)
+  found, lower = run.vocab()
   vocab_file = vocab_file or found
   if vocab_file is None:
     raise ValueError(f"No vocab recorded for {workdir}; pass --vocab_file.")
@@ -82,8 +86,6 @@ def extract_file(workdir, step, input_file, output_file, layers,
   rows, segs = tasks.featurize(examples, tok, max_seq_length)
   vectors = extract(params, cfg, rows, segs, layers, max_seq_length,
                     batch_size, cpu_dots)
-  out = epath.Path(output_file)
-  tmp = out.parent / f".{out.name}.tmp"
   if output_file.endswith(".npz"):
     stacked = np.concatenate([v.transpose(1, 0, 2) for v in vectors]) if rows \
         else np.zeros((0, len(layers), cfg.hidden_size), np.float32)
@@ -91,11 +93,10 @@ def extract_file(workdir, step, input_file, output_file, layers,
     arrays["tokens"] = np.array([tok.id_to_token[i] for r in rows for i in r])
     arrays["example_index"] = np.repeat(np.arange(len(rows)),
                                         [len(r) for r in rows])
-    with tmp.open("wb") as f:
+    with fileio.atomic_write(output_file, "wb") as f:
       np.savez(f, **arrays)
   else:
-    with tmp.open("w") as f:
+    with fileio.atomic_write(output_file) as f:
       for index, (row, v) in enumerate(zip(rows, vectors)):
         write_jsonl(f, index, [tok.id_to_token[i] for i in row], layers, v)
-  tmp.rename(out)
   return len(rows)

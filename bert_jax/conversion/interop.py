@@ -17,7 +17,6 @@ reported by name instead of surfacing later as a bad model.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Any, Mapping
 
@@ -26,6 +25,7 @@ import jax
 import numpy as np
 
 from bert_jax import models
+from data_prep import fileio
 
 # Our activation name → HF `hidden_act`. Google's "gelu" is the tanh
 # approximation, which transformers calls "gelu_new".
@@ -301,9 +301,7 @@ def write_hf(out_dir: str, params: Any, cfg: models.BertConfig,
   written = []
 
   def write(name: str, data: bytes | str):
-    tmp = out / f".{name}.tmp"
-    (tmp.write_bytes if isinstance(data, bytes) else tmp.write_text)(data)
-    tmp.rename(out / name)
+    fileio.write_atomic(str(out / name), data)
     written.append(name)
 
   tensors = {k: v for k, v in to_hf(params).items()
@@ -393,55 +391,3 @@ def check_vocab(vocab_file: str, cfg: models.BertConfig) -> None:
     raise InteropError(f"--vocab_file={vocab_file} has {n} entries but the "
                        f"model's vocab_size is {cfg.vocab_size}; use the "
                        "vocab the checkpoint was trained with.")
-
-
-# --- workdirs ----------------------------------------------------------------
-def load_workdir(workdir: str, step: int | None = None
-                 ) -> tuple[dict, models.BertConfig, dict, int]:
-  """(params on one device, model config, checkpoint metadata, step) of a
-  training run's or an import's checkpoint (`step` None: the latest)."""
-  from bert_jax import checkpointing  # pylint: disable=g-import-not-at-top
-  ckpt = checkpointing.Checkpointer(workdir, read_only=True)
-  steps = ckpt.all_steps()
-  if not steps:
-    raise InteropError(f"--workdir={workdir}: no checkpoints there.")
-  step = max(steps) if step is None or step < 0 else step
-  if step not in steps:
-    raise InteropError(f"--step={step}: {workdir} has checkpoints {steps}.")
-  meta = ckpt.restore_meta(step)
-  cfg = models.BertConfig(**json.loads(meta["config"])["model"])
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  abstract = unflatten({k: jax.ShapeDtypeStruct(v.shape, v.dtype,
-                                                sharding=device)
-                        for k, v in template(cfg).items()})
-  params = ckpt.restore_params(step, abstract)
-  ckpt.close()
-  return params, cfg, meta, step
-
-
-def vocab_of(workdir: str, meta: Mapping[str, Any]) -> tuple[str | None, bool]:
-  """(vocab file, do_lower_case) of a workdir: recorded by an import, or
-  found through the training data's metadata.json."""
-  from etils import epath  # pylint: disable=g-import-not-at-top
-  if meta.get("vocab_file"):
-    path = epath.Path(workdir) / meta["vocab_file"]
-    return str(path), bool(meta.get("do_lower_case", True))
-  config = json.loads(meta["config"])
-  for phase in ("phase1", "phase2"):
-    files = (config.get(phase) or {}).get("train_files") or ""
-    for pattern in filter(None, (p.strip() for p in files.split(","))):
-      data_meta = epath.Path(os.path.dirname(pattern)) / "metadata.json"
-      if data_meta.exists():
-        prep = json.loads(data_meta.read_text()).get("config", {})
-        recorded = prep.get("vocab_file")
-        if not recorded:
-          continue
-        # As recorded (absolute since paths are resolved where they enter),
-        # else beside the shards (older, relative records).
-        for path in (epath.Path(recorded),
-                     data_meta.parent / os.path.basename(recorded)):
-          if path.exists():
-            return str(path), bool(prep.get("do_lower_case", True))
-        logging.warning("%s records vocab_file=%s, which is not there (nor "
-                        "beside it); pass --vocab_file.", data_meta, recorded)
-  return None, True
