@@ -20,7 +20,7 @@ import numpy as np
 from data_prep import corpus
 from data_prep import instances as instances_lib
 from data_prep import masking
-from data_prep import writer
+from data_prep import example_encoder
 
 
 def read_documents(files: Sequence[str], tok, stats: corpus.ReadStats):
@@ -53,7 +53,7 @@ def reference_examples(files: Sequence[str], cfg, tok, spec: masking.MaskingSpec
                        stats=None) -> list[bytes]:
   """All serialized examples in Google's final order."""
   feats = reference_features(files, cfg, tok, spec, stats)
-  return writer.encode_examples(feats) if len(feats["input_ids"]) else []
+  return example_encoder.encode_examples(feats) if len(feats["input_ids"]) else []
 
 
 def reference_features(files: Sequence[str], cfg, tok,

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_prep import example_encoder
 from data_prep import schema
 from data_prep import writer
 
@@ -21,7 +22,7 @@ def _features(rng, n, top):
 def test_examples_equal_tensorflow_protos(top):
   rng = np.random.default_rng(top % 1000)
   feats = _features(rng, 40, top)
-  recs = writer.encode_examples(feats)
+  recs = example_encoder.encode_examples(feats)
   assert len(recs) == 40
   for r, rec in enumerate(recs):
     want = tf.train.Example()
@@ -44,7 +45,7 @@ def test_records_parse_with_googles_feature_spec(tmp_path):
            for name, dt, n in schema.feature_layout(s, p)}
   path = str(tmp_path / "x.tfrecord")
   with writer.AtomicWriter(path) as w:
-    w.write_records(writer.encode_examples(feats))
+    w.write_records(example_encoder.encode_examples(feats))
   spec = {name: tf.io.FixedLenFeature([n], tf.float32 if dt == "float32"
                                       else tf.int64)
           for name, dt, n in schema.feature_layout(s, p)}
@@ -59,7 +60,7 @@ def test_records_parse_with_googles_feature_spec(tmp_path):
 
 def test_read_records_reports_corruption(tmp_path):
   path = tmp_path / "x.tfrecord"
-  recs = writer.encode_examples({"a": np.arange(30).reshape(10, 3)})
+  recs = example_encoder.encode_examples({"a": np.arange(30).reshape(10, 3)})
   data = writer.frame_records(recs)
   path.write_bytes(data[:-7])
   with pytest.raises(ValueError, match="truncated record 9"):
