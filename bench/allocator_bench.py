@@ -1,7 +1,7 @@
 r"""Train-step time under different host memory allocator settings.
 
-    python bench/allocator_bench.py --size=tiny --settings=default,thp,tcmalloc
-    python bench/allocator_bench.py --size=base --rounds=2 --steps=1
+    python -m bench.allocator_bench --size=tiny --settings=default,thp,tcmalloc
+    python -m bench.allocator_bench --size=base --rounds=2 --steps=1
 
 On CPU, XLA allocates each step's temporary buffers (hundreds of MB) afresh:
 glibc serves them with `mmap` and returns them with `munmap`, so every step
@@ -33,9 +33,7 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import quiet  # pylint: disable=g-import-not-at-top
+from bench import common
 
 _PRELOAD = {"tcmalloc": "libtcmalloc_minimal.so.4",
             "jemalloc": "libjemalloc.so.2"}
@@ -71,14 +69,13 @@ def child(size: str, seq: int, preds: int, batch: int, steps: int) -> dict:
     from bert_jax import allocator  # pylint: disable=g-import-not-at-top
     print(allocator.keep_freed_memory(), file=sys.stderr)
   import jax  # pylint: disable=g-import-not-at-top
-  import train_bench  # pylint: disable=g-import-not-at-top
-  c = train_bench.setup(size, seq, preds, batch)
+  c = common.setup(size, seq, preds, batch)
   step, state, b = c["step"], c["state"], c["batch"]
   for _ in range(2):
     state, m = step(state, b)
   jax.block_until_ready(m)
   r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
-  meter = quiet.Meter().start()
+  meter = common.Meter().start()
   for _ in range(steps):
     state, m = step(state, b)
   jax.block_until_ready(m)
@@ -94,18 +91,18 @@ def child(size: str, seq: int, preds: int, batch: int, steps: int) -> dict:
 
 
 def run_child(env_add: dict, a, size: str) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--child", f"--size={size}",
+  cmd = [sys.executable, "-m", "bench.allocator_bench", "--child",
+         f"--size={size}",
          f"--seq={a.seq}", f"--preds={a.preds}", f"--batch={a.batch}",
          f"--steps={a.steps}"]
   out = subprocess.run(cmd, env={**os.environ, **env_add}, check=True,
-                       capture_output=True, text=True).stdout
+                       capture_output=True, text=True, cwd=common.ROOT).stdout
   return json.loads(out.strip().splitlines()[-1])
 
 
 def main():
-  import train_bench  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  train_bench.add_shape_args(p, "tiny")
+  common.add_shape_args(p, "tiny")
   p.add_argument("--steps", type=int, default=10)
   p.add_argument("--settings", default="default,thp,tcmalloc")
   p.add_argument("--rounds", type=int, default=3)
@@ -128,7 +125,7 @@ def main():
     for r in range(a.rounds):
       order = list(settings) if r % 2 == 0 else list(settings)[::-1]
       for name in order:
-        quiet.wait(a.max_other, a.quiet_timeout)
+        common.wait(a.max_other, a.quiet_timeout)
         runs[name].append(run_child(settings[name], a, size))
     base = None
     print(f"\n{size}, seq {a.seq}, batch {a.batch}, {a.rounds} rounds x "

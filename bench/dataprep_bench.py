@@ -1,6 +1,6 @@
 r"""Data preparation throughput and memory, ours vs Google's script.
 
-    python bench/dataprep_bench.py --corpus_mb=7 --workers=1,2 \
+    python -m bench.dataprep_bench --corpus_mb=7 --workers=1,2 \
         --google_mb=1.5 --growth=1,10 --repeats=3
 
 Corpus: English prose harvested from installed docstrings
@@ -32,11 +32,9 @@ import time
 
 import psutil
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from data_prep import default_corpus  # pylint: disable=g-import-not-at-top
-from data_prep import writer  # pylint: disable=g-import-not-at-top
+from bench import common
+from data_prep import default_corpus
+from data_prep import writer
 
 
 def _monitor(proc: subprocess.Popen) -> dict:
@@ -70,7 +68,7 @@ def _monitor(proc: subprocess.Popen) -> dict:
 
 
 def _run(cmd: list[str]) -> dict:
-  env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+  env = dict(os.environ, PYTHONPATH=common.ROOT, TF_CPP_MIN_LOG_LEVEL="3")
   return _monitor(subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, env=env))
 

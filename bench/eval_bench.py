@@ -1,8 +1,8 @@
 r"""Held-out evaluation against training throughput, and where eval time goes.
 
-    python bench/eval_bench.py --size=tiny --batch=64 --eval_batches=64
+    python -m bench.eval_bench --size=tiny --batch=64 --eval_batches=64
 
-Shards: `--files`, or `input_bench.make_shards` (seq 128, default corpus, real
+Shards: `--files`, or `common.make_shards` (seq 128, default corpus, real
 vocab). Times, in one process, after compiling: training steps
 (`train.make_train_step`, as the trainer jits it) in examples/s; a warm
 `evaluation.HeldOut` call as the trainer makes it (examples already in host
@@ -16,33 +16,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
-import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import input_bench  # pylint: disable=g-import-not-at-top
-from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
-from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-from bert_jax import models  # pylint: disable=g-import-not-at-top
-from bert_jax import sharding  # pylint: disable=g-import-not-at-top
-from bert_jax import train  # pylint: disable=g-import-not-at-top
-from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
-import flax.linen as nn  # pylint: disable=g-import-not-at-top
-
-
-def _best(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return min(times)
+from bench import common
+from bert_jax import evaluation
+from bert_jax import input_pipeline
+from bert_jax import models
+from bert_jax import sharding
+from bert_jax import train
+from configs import bert as bert_config
 
 
 def main():
@@ -54,13 +40,13 @@ def main():
   p.add_argument("--repeats", type=int, default=3)
   p.add_argument("--packing", type=int, default=4, help="eval_packing")
   p.add_argument("--corpus_mb", type=float, default=3.0)
-  p.add_argument("--files", default="", help="shards (default: input_bench's)")
+  p.add_argument("--files", default="", help="shards (default: common.make_shards')")
   p.add_argument("--vocab_size", type=int, default=30522)
   p.add_argument("--work_dir", default=os.path.join(tempfile.gettempdir(),
                                                     "bert_jax_bench"))
   a = p.parse_args()
   os.makedirs(a.work_dir, exist_ok=True)
-  files = a.files or input_bench.make_shards(a.work_dir, a.corpus_mb, 2)
+  files = a.files or common.make_shards(a.work_dir, a.corpus_mb, 2)
   config = bert_config.get_config(a.size)
   config.model.vocab_size = a.vocab_size
   config.phase1.update(train_files=files, global_batch_size=a.batch)
@@ -87,7 +73,7 @@ def main():
       for b in batches[:a.train_steps]:
         state, out = step(state, b)
       jax.block_until_ready(out)
-    t_train = _best(train_run, a.repeats) / a.train_steps
+    t_train = common.best_seconds(train_run, a.repeats) / a.train_steps
 
     eval_step = jax.jit(evaluation.make_eval_step(model))
     evals, metrics = {}, {}
@@ -95,7 +81,7 @@ def main():
       config.eval_packing = k
       held_out = evaluation.HeldOut(eval_step, files, phase.cfg, config, mesh)
       metrics[k] = held_out(state["params"])  # reads the examples, compiles
-      evals[k] = _best(lambda: held_out(state["params"]), a.repeats)
+      evals[k] = common.best_seconds(lambda: held_out(state["params"]), a.repeats)
     n = metrics[0]["eval_examples"]
 
     def pipeline_only():
@@ -103,13 +89,13 @@ def main():
           a.eval_batches)
       for _ in input_pipeline.global_batches(ds, sharding.batch_sharding(mesh)):
         pass
-    t_pipe = _best(pipeline_only, a.repeats) / a.eval_batches
+    t_pipe = common.best_seconds(pipeline_only, a.repeats) / a.eval_batches
 
     def forward_only():
       for _ in range(a.eval_batches):
         out = eval_step(state["params"], batches[0])
       jax.block_until_ready(out)
-    t_fwd = _best(forward_only, a.repeats) / a.eval_batches
+    t_fwd = common.best_seconds(forward_only, a.repeats) / a.eval_batches
 
   train_rate = a.batch / t_train
   print(f"{a.size} seq 128 batch {a.batch}, {n:.0f} held-out examples, "

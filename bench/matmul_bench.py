@@ -1,8 +1,8 @@
 r"""Matmul throughput of XLA:CPU's dot libraries against PyTorch's, per shape.
 
-    python bench/matmul_bench.py
-    python bench/matmul_bench.py --shapes=2048x2048x2048,4096x768x3072 --dtypes=float32
-    python bench/matmul_bench.py --shapes=4096x768x3072,4096x3072x768 \
+    python -m bench.matmul_bench
+    python -m bench.matmul_bench --shapes=2048x2048x2048,4096x768x3072 --dtypes=float32
+    python -m bench.matmul_bench --shapes=4096x768x3072,4096x3072x768 \
         --layouts=nn,nt,tn --dtypes=float32
 
 For each M×K×N shape (defaults: the 2048² peak probe and BERT-Base's
@@ -21,8 +21,6 @@ gradient), `tn` x[K,M]ᵀ·dy[K,N] (kernel gradient, contracting the rows).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 import jax
 from jax import lax
@@ -30,9 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import train_bench  # pylint: disable=g-import-not-at-top
+from bench import common
 
 BACKENDS = {
     "ynn": None,
@@ -70,7 +66,7 @@ def main():
                  help="comma-separated: nn, nt, tn (see above)")
   p.add_argument("--repeats", type=int, default=5)
   a = p.parse_args()
-  print(train_bench.machine())
+  print(common.machine())
   print(f"jax {jax.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads); GFLOP/s, best of {a.repeats}")
   print("| M×K×N | layout | dtype | " +
@@ -94,14 +90,14 @@ def main():
                 u, v, (c, ((), ())), preferred_element_type=out or None)
                         ).lower(x, y).compile(compiler_options=opts)
             f(x, y).block_until_ready()
-            t = train_bench.best_seconds(
+            t = common.best_seconds(
                 lambda f=f: f(x, y).block_until_ready(), a.repeats)
             row.append(f"{flop / t / 1e9:,.0f}")
           except Exception as e:  # pylint: disable=broad-except
             row.append(f"n/a ({type(e).__name__})")
         tx = torch.tensor(np.asarray(x, np.float32)).to(getattr(torch, dtype))
         ty = torch.tensor(np.asarray(y, np.float32)).to(getattr(torch, dtype))
-        t = train_bench.best_seconds(_torch_product(tx, ty, layout),
+        t = common.best_seconds(_torch_product(tx, ty, layout),
                                      a.repeats)
         print(f"| {shape} | {layout} | {spec} | " + " | ".join(row) +
               f" | {flop / t / 1e9:,.0f} |", flush=True)  # torch: out = in

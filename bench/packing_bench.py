@@ -1,9 +1,9 @@
 r"""Sequence packing: how much padding it recovers, what it costs, what it buys.
 
-    python bench/packing_bench.py --corpus_mb=3 --seqs=128,512 --packing=2,3 \
+    python -m bench.packing_bench --corpus_mb=3 --seqs=128,512 --packing=2,3 \
         --train_size=mini --train_steps=12
 
-Shards: `input_bench.make_shards` (the harvested default corpus, the real
+Shards: `common.make_shards` (the harvested default corpus, the real
 30,522-entry uncased vocab, dupe factor 5) at each `--seqs` length (20 / 80
 predictions), in `--work_dir`. For each length and packing level K (0 = off):
 
@@ -11,7 +11,7 @@ predictions), in `--work_dir`. For each length and packing level K (0 = off):
   over `--batches` batches of `--batch` rows of the trainer's stream
   (`input_pipeline.packed_batches`, or `host_dataset` unpacked);
 * input speed: examples/s and rows/s out of that stream (best of
-  `--repeats` passes, each on a quiet machine, `quiet.py`);
+  `--repeats` passes, each on a quiet machine, `common.wait`);
 * training (first length only, with `--train_steps`): `train_and_evaluate`
   on the same shards with the `--train_size` model, batch `--train_batch`
   rows, one CPU device; the examples/s it logs over the steps after the
@@ -22,17 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import input_bench  # pylint: disable=g-import-not-at-top
-import quiet  # pylint: disable=g-import-not-at-top
-from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+from bench import common
+from bert_jax import input_pipeline
 
 PREDS = {128: 20, 512: 80}
 
@@ -52,7 +47,7 @@ def measure_input(spec, k, batches, repeats, warmup=5):
     it = stream(spec, k)
     for _ in range(warmup):
       next(it)
-    quiet.wait(0.25, 60)
+    common.wait(0.25, 60)
     t, ex, real, rows = time.perf_counter(), 0.0, 0, 0
     for _ in range(batches):
       b = next(it)
@@ -77,7 +72,7 @@ def measure_training(pattern, seq, k, size, steps, batch, work):
   c.checkpoint.update(save_every=10**9, keep_forever=(), async_save=False)
   c.log_every = 2
   c.mesh.data = 1
-  quiet.wait(0.25, 60)
+  common.wait(0.25, 60)
   logged = train.train_and_evaluate(c, os.path.join(work, f"run_{seq}_{k}"))[
       "train"][1:]  # the first interval includes compilation
   return (sum(m["seq_per_s"] for m in logged) / len(logged),
@@ -106,7 +101,7 @@ def main():
   print("|---|---|---|---|---|---|")
   patterns = {}
   for seq in seqs:
-    patterns[seq] = input_bench.make_shards(a.work_dir, a.corpus_mb,
+    patterns[seq] = common.make_shards(a.work_dir, a.corpus_mb,
                                             a.dupe_factor, seq, PREDS[seq])
     spec = input_pipeline.DataSpec(patterns[seq], seq, PREDS[seq], a.batch,
                                    30522)

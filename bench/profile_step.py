@@ -1,9 +1,9 @@
 r"""Where the train step's time goes: per-op CPU profile, grouped by role.
 
-    python bench/profile_step.py --size=base --seq=128 --batch=32 --preds=20
-    python bench/profile_step.py --size=tiny --top=30 --save=/tmp/tiny.json
+    python -m bench.profile_step --size=base --seq=128 --batch=32 --preds=20
+    python -m bench.profile_step --size=tiny --top=30 --save=/tmp/tiny.json
 
-Runs the train step of `train_bench.py` under `jax.profiler.trace`, reads the
+Runs the train step of `common.setup` under `jax.profiler.trace`, reads the
 trace's per-thunk durations, and maps each executed fusion back to the JAX
 operation it came from (the `op_name` metadata of the compiled HLO). Groups:
 matmuls (YNN/oneDNN/XLA dot fusions), dropout RNG (threefry bits), softmax,
@@ -23,17 +23,12 @@ import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 
 import jax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import quiet  # pylint: disable=g-import-not-at-top
-import train_bench  # pylint: disable=g-import-not-at-top
+from bench import common
 
 
 def hlo_index(text: str) -> dict[str, tuple[str, str]]:
@@ -84,21 +79,21 @@ def category(name: str, op_name: str, line: str) -> str:
 
 
 def run(a) -> None:
-  c = train_bench.setup(a.size, a.seq, a.preds, a.batch, a.dtype, a.prng)
+  c = common.setup(a.size, a.seq, a.preds, a.batch, a.dtype, a.prng)
   step, state, b = c["step"], c["state"], c["batch"]
   compiled = step.lower(state, b).compile()
   index = hlo_index(compiled.as_text())
   for _ in range(2):
     state, m = compiled(state, b)
   jax.block_until_ready(m)
-  quiet.wait(0.25, a.quiet_timeout)
+  common.wait(0.25, a.quiet_timeout)
   t = time.perf_counter()
   for _ in range(a.steps):
     state, m = compiled(state, b)
   jax.block_until_ready(m)
   wall = (time.perf_counter() - t) / a.steps
   d = tempfile.mkdtemp(prefix="bert_prof_")
-  quiet.wait(0.25, a.quiet_timeout)
+  common.wait(0.25, a.quiet_timeout)
   t = time.perf_counter()
   with jax.profiler.trace(d):
     for _ in range(a.steps):
@@ -140,7 +135,7 @@ def _top(per_op, index, k, keep) -> None:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  train_bench.add_shape_args(p, "base")
+  common.add_shape_args(p, "base")
   p.add_argument("--steps", type=int, default=2)
   p.add_argument("--dtype", default="float32")
   p.add_argument("--top", type=int, default=25)

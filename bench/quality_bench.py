@@ -1,7 +1,7 @@
 r"""Learning quality and time to accuracy: bert_jax against a plain torch loop.
 
-    python bench/quality_bench.py                      # all three runs
-    python bench/quality_bench.py --runs=torch,bert_jax --steps=1000
+    python -m bench.quality_bench                      # all three runs
+    python -m bench.quality_bench --runs=torch,bert_jax --steps=1000
 
 One process, one set of shards (the embedded default corpus → an 8,192-entry
 WordPiece vocab → Google-format seq-128 shards, 20 predictions, dupe 5, a
@@ -34,23 +34,20 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import transformers
 
-import torch  # pylint: disable=g-import-not-at-top
-import transformers  # pylint: disable=g-import-not-at-top
-
-from bert_jax import allocator  # pylint: disable=g-import-not-at-top
-from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-from bert_jax import losses  # pylint: disable=g-import-not-at-top
-from bert_jax import train  # pylint: disable=g-import-not-at-top
-from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
-from configs import fast as fast_config  # pylint: disable=g-import-not-at-top
+from bert_jax import allocator
+from bert_jax import input_pipeline
+from bert_jax import losses
+from bert_jax import train
+from configs import bert as bert_config
+from configs import fast as fast_config
 
 SEQ, PREDS = 128, 20
 KEYS = ("mlm_accuracy", "mlm_loss", "nsp_accuracy", "nsp_loss")
@@ -84,7 +81,7 @@ def prepare(work: str, corpus_mb: float, vocab_size: int, dupe: int,
           "instances": {k: v["instances"] for k, v in meta["splits"].items()}}
 
 
-def base_config(a, data) -> "ml_collections.ConfigDict":
+def base_config(a, data):
   """configs/bert.py:tiny with the torch loop's recipe."""
   c = bert_config.get_config(a.size)
   c.model.vocab_size = data["vocab_size"]

@@ -1,7 +1,7 @@
 r"""A/B timing of train-step variants in one process, interleaved.
 
-    python bench/step_variants.py --size=base --variants=head,base,rbg
-    python bench/step_variants.py --size=tiny --rounds=5 --steps=3
+    python -m bench.step_variants --size=base --variants=head,base,rbg
+    python -m bench.step_variants --size=tiny --rounds=5 --steps=3
 
 On a shared, noisy machine, timings taken minutes apart in separate processes
 differ by more than the effects measured here. This compiles every variant of
@@ -42,21 +42,16 @@ same loss; other dropout PRNGs give different masks, hence other losses.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import jax
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import git_head  # pylint: disable=g-import-not-at-top
-import quiet  # pylint: disable=g-import-not-at-top
-import train_bench  # pylint: disable=g-import-not-at-top
-from bert_jax import flops  # pylint: disable=g-import-not-at-top
-from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+from bench import common
+from bench import git_head
+from bert_jax import flops
+from bert_jax import models
+from bert_jax import xla_cpu
 
 _COMPILER = {
     "xla_reduce": {"xla_cpu_experimental_ynn_fusion_type":
@@ -80,7 +75,7 @@ _PRNG = {"rbg": "rbg", "unsafe_rbg": "unsafe_rbg", "threefry": "threefry2x32"}
 
 
 def build(variant: str, a) -> dict:
-  opts, prng, mods, over = {}, "default", train_bench.models, {}
+  opts, prng, mods, over = {}, "default", models, {}
   dots = "auto"
   for tok in variant.split("+"):
     if tok == "base":
@@ -103,7 +98,7 @@ def build(variant: str, a) -> dict:
       dots = "ynn"
     else:
       raise ValueError(f"unknown variant token {tok!r}")
-  c = train_bench.setup(a.size, a.seq, a.preds, a.batch, a.dtype, prng, mods,
+  c = common.setup(a.size, a.seq, a.preds, a.batch, a.dtype, prng, mods,
                        cpu_dots=dots, **over)
   t = time.perf_counter()
   c["compiled"] = c["step"].lower(c["state"], c["batch"]).compile(
@@ -118,7 +113,7 @@ def build(variant: str, a) -> dict:
 
 def main():
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  train_bench.add_shape_args(p, "tiny")
+  common.add_shape_args(p, "tiny")
   p.add_argument("--dtype", default="float32")
   p.add_argument("--variants", default="head,base")
   p.add_argument("--head_rev", default="HEAD",
@@ -127,7 +122,7 @@ def main():
   p.add_argument("--steps", type=int, default=2)
   p.add_argument("--max_other", type=float, default=0.25,
                  help="a round counts only if other processes used fewer "
-                 "cores than this meanwhile (see quiet.py)")
+                 "cores than this meanwhile (see common.wait)")
   p.add_argument("--quiet_timeout", type=float, default=60.0,
                  help="seconds to wait for a quiet machine before a round")
   a = p.parse_args()
@@ -137,14 +132,14 @@ def main():
     vs[n] = build(n, a)
     print(f"compiled {n} in {vs[n]['compile_s']:.1f} s; loss after 2 steps "
           f"{vs[n]['loss']:.5f}", flush=True)
-  quiet.wait(a.max_other, a.quiet_timeout)
-  peak = train_bench.matmul_peak(dtype=a.dtype)
+  common.wait(a.max_other, a.quiet_timeout)
+  peak = common.matmul_peak(dtype=a.dtype)
   for r in range(a.rounds):
     for n in (names if r % 2 == 0 else names[::-1]):
       c = vs[n]
       state = c["state"]
-      quiet.wait(a.max_other, a.quiet_timeout)
-      meter = quiet.Meter().start()
+      common.wait(a.max_other, a.quiet_timeout)
+      meter = common.Meter().start()
       t = time.perf_counter()
       for _ in range(a.steps):
         state, m = c["compiled"](state, c["batch"])
@@ -155,12 +150,12 @@ def main():
       if other < a.max_other:
         c["times"].append(dt)
       c["state"] = state
-    quiet.wait(a.max_other, a.quiet_timeout)
-    peak = max(peak, train_bench.matmul_peak(repeats=3, dtype=a.dtype))
+    common.wait(a.max_other, a.quiet_timeout)
+    peak = max(peak, common.matmul_peak(repeats=3, dtype=a.dtype))
   cfg = vs[names[0]]["cfg"]
   fl = flops.training_flops_per_sequence(cfg, a.seq, a.preds) * a.batch
   base = min(vs[names[0]]["times"] or vs[names[0]]["all_times"])
-  print(train_bench.machine())
+  print(common.machine())
   print(f"{a.size} seq {a.seq} batch {a.batch} preds {a.preds}; matmul peak "
         f"(best seen) {peak:.3f} TFLOP/s; {a.rounds} rounds × {a.steps} steps")
   print(f"| variant | best ms/step | median ms/step | seq/s | MFU | speed vs "

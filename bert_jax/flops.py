@@ -1,5 +1,11 @@
 """Model FLOPs of BERT pretraining (matmuls only, MLM head on gathered
-positions), for TFLOP/s and MFU."""
+positions), and the trainer's throughput meter (TFLOP/s, MFU, ETA)."""
+
+from __future__ import annotations
+
+import time
+
+import jax
 
 from bert_jax import models
 
@@ -23,3 +29,41 @@ def training_flops_per_sequence(cfg: models.BertConfig, seq_len: int,
                                 predictions: int) -> float:
   """Forward + backward ≈ 3 × forward."""
   return 3 * forward_flops_per_sequence(cfg, seq_len, predictions)
+
+
+class Meter:
+  """Throughput between log steps. `add` takes each step's device counts
+  (no host sync); `read` returns, since the previous read: examples/s
+  (`seq_per_s`, several per row when packed), row slots/s (`tokens_per_s`,
+  padding included) and the real tokens' share of them, model TFLOP/s (and
+  MFU against `peak_tflops`), and the phase's ETA."""
+
+  def __init__(self, phase_cfg, model_cfg: models.BertConfig, first: int,
+               peak_tflops: float = 0.0):
+    self._rows, self._seq = phase_cfg.global_batch_size, phase_cfg.max_seq_length
+    self._steps, self._peak = phase_cfg.num_steps, peak_tflops
+    self._flops = training_flops_per_sequence(
+        model_cfg, phase_cfg.max_seq_length, phase_cfg.max_predictions_per_seq)
+    self._t0, self._last, self._counts = time.perf_counter(), first, []
+
+  def add(self, metrics: dict) -> None:
+    self._counts.append((metrics["sequences"], metrics["real_tokens"]))
+
+  def read(self, local: int) -> dict:
+    """After phase step `local` (0-based) has run."""
+    dt = time.perf_counter() - self._t0
+    steps = max(1, local + 1 - self._last)
+    rows = (local + 1 - self._last) * self._rows
+    seqs, real = (sum(c) for c in zip(*jax.device_get(self._counts)))
+    out = {"seq_per_s": seqs / dt, "tokens_per_s": rows * self._seq / dt,
+           "real_token_fraction": real / (rows * self._seq),
+           "tflops_per_s": rows * self._flops / dt / 1e12,
+           "eta_min": (self._steps - local - 1) * dt / steps / 60}
+    if self._peak:
+      out["mfu"] = out["tflops_per_s"] / self._peak
+    self._counts = []
+    return out
+
+  def restart(self, local: int) -> None:
+    """The next interval starts after phase step `local`."""
+    self._t0, self._last = time.perf_counter(), local + 1

@@ -18,7 +18,6 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
-import time
 from absl import logging
 import flax.linen as nn
 import jax
@@ -344,6 +343,24 @@ def init_from(config, params):
   return restored
 
 
+def _train_batches(config, phase: Phase, spec, first: int, streams: int,
+                   data_sh):
+  """The phase's global training batches from phase step `first` on
+  (packed when `phaseN.packing`), the same for every resume point."""
+  pc, seed = phase.cfg, data_seed(config) * 1000 + phase.index
+  if pc.get("packing", 0):
+    ds = input_pipeline.packed_batches(
+        spec, seed, pc.packing, start_step=first,
+        shuffle_buffer=config.shuffle_buffer, streams=streams,
+        open_rows=config.get("pack_open_rows", 32))
+  else:
+    ds = input_pipeline.host_dataset(spec, seed, start_step=first,
+                                     shuffle_buffer=config.shuffle_buffer,
+                                     streams=streams)
+  return input_pipeline.global_batches(
+      ds, data_sh, input_pipeline.list_files(spec.files))
+
+
 def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
                saved_streams=None) -> dict:
   pc = phase.cfg
@@ -356,16 +373,6 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
     logging.warning("The checkpoint read %d input streams, this run %d: the "
                     "data order differs from here on (fix data_streams to "
                     "keep it across host counts).", saved_streams, streams)
-  seed = data_seed(config) * 1000 + phase.index
-  if pc.get("packing", 0):
-    ds = input_pipeline.packed_batches(
-        spec, seed, pc.packing, start_step=first,
-        shuffle_buffer=config.shuffle_buffer, streams=streams,
-        open_rows=config.get("pack_open_rows", 32))
-  else:
-    ds = input_pipeline.host_dataset(spec, seed, start_step=first,
-                                     shuffle_buffer=config.shuffle_buffer,
-                                     streams=streams)
   data_sh = sharding.batch_sharding(mesh)
   state_sh = _state_shardings(state)
   skip = config.get("on_nonfinite", "stop") == "skip"
@@ -376,22 +383,20 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
                                     config.get("dropout_prng", "threefry2x32")),
                     in_shardings=(state_sh, data_sh), compiler_options=opts,
                     out_shardings=(state_sh, None), donate_argnums=0)
-  batches = input_pipeline.global_batches(
-      ds, data_sh, input_pipeline.list_files(spec.files))
-  fl = flops.training_flops_per_sequence(model.cfg, pc.max_seq_length,
-                                         pc.max_predictions_per_seq)
+  batches = _train_batches(config, phase, spec, first, streams, data_sh)
   if pc.get("eval_files"):
     evaluate = evaluation.HeldOut(
         jax.jit(evaluation.make_eval_step(model), compiler_options=opts),
         pc.eval_files, pc, config, mesh)
   held_out = lambda: clock.evaluate(lambda: evaluate(state["params"]), state)
-  metrics_hist, evals, t0, last_log = [], [], time.perf_counter(), first
+  metrics_hist, evals = [], []
+  meter = flops.Meter(pc, model.cfg, first, config.peak_tflops)
   if first == 0 and phase.index == 0 and 0 in ckpt.keep_forever and (
       ckpt.latest_step() is None):  # the initialisation (MultiBERTs step_0)
     ckpt.save(0, state, runs.RunMeta(
         kind="training", config=config.to_json(), data_streams=streams,
         records_per_stream=0).to_json(), force=True)
-  watch, counts = nonfinite.Watch(skip), []
+  watch = nonfinite.Watch(skip)
   target = config.get("target_mlm_accuracy", 0.0)
   for local in range(first, pc.num_steps):
     try:
@@ -411,34 +416,22 @@ def _run_phase(config, model, tx, phase, state, mesh, ckpt, writer, clock,
     step = phase.start + local + 1
     ckpt.check(step)  # a failed background save stops the run here
     watch.add(step, m["nonfinite"])
-    counts.append((m["sequences"], m["real_tokens"]))
+    meter.add(m)
     logged = step % config.log_every == 0 or local + 1 == pc.num_steps
     stop = ckpt.should_stop(step)
     if logged or stop or ckpt.should_save(step):
       watch.check(ckpt)  # before anything non-finite can be saved
     if logged:
       m = jax.tree_util.tree_map(float, m)
-      dt = time.perf_counter() - t0
-      rows = (local + 1 - last_log) * pc.global_batch_size
-      seqs, real = (sum(c) for c in zip(*jax.device_get(counts)))
-      counts = []
       del m["sequences"], m["real_tokens"]
-      # seq_per_s counts examples (several per row when packed); tokens_per_s
-      # and TFLOP/s count the rows' slots, padding included.
       m.update(learning_rate=float(phase_schedule(phase)(local)),
-               seq_per_s=seqs / dt, tokens_per_s=rows * pc.max_seq_length / dt,
-               real_token_fraction=real / (rows * pc.max_seq_length),
-               tflops_per_s=rows * fl / dt / 1e12,
-               eta_min=(pc.num_steps - local - 1) * dt /
-               max(1, local + 1 - last_log) / 60)
-      if config.peak_tflops:
-        m["mfu"] = m["tflops_per_s"] / config.peak_tflops
+               **meter.read(local))
       writer.write_scalars(step, m)
       logging.info("step %d/%d (phase %d): %s", step, phase.end,
                    phase.index + 1,
                    ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())))
       metrics_hist.append({"step": step, **m})
-      t0, last_log = time.perf_counter(), local + 1
+      meter.restart(local)
     reached = None
     if (pc.get("eval_files") and config.eval_every and
         step % config.eval_every == 0 and local + 1 < pc.num_steps):

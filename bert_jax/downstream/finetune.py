@@ -226,9 +226,23 @@ def _json(x) -> str:
 
 
 # --- the run -----------------------------------------------------------------
+_CHOICES = {"auto": None, "true": True, "false": False}
+
+
 def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   """Fine-tunes, evaluates and writes the outputs; returns the summary that
   is also written to metrics.json."""
+  c = _settings(config)
+  t0 = time.perf_counter()
+  job = _load(c)
+  prep, state = _prepare(job)
+  state, epochs, logits = _train(job, prep, state)
+  return _write_outputs(job, prep, state, epochs, logits, t0)
+
+
+def _settings(config) -> ml_collections.ConfigDict:
+  """configs/finetune.py's defaults with `config` applied, checked; paths
+  made absolute (relative to where the job started)."""
   from configs import finetune as recipe  # pylint: disable=g-import-not-at-top
   c = recipe.get_config()
   unknown = sorted(set(dict(config)) - set(c.keys()))
@@ -240,12 +254,10 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
     if not c.get(field):
       raise ValueError(f"config.{field} is required.")
   for field in ("init_checkpoint", "task_dir", "output_dir", "vocab_file"):
-    c[field] = fileio.resolve(c[field])  # relative to where the job started
+    c[field] = fileio.resolve(c[field])
   xla_cpu.check(str(c.cpu_dots))
-  t0 = time.perf_counter()
-  choices = {"auto": None, "true": True, "false": False}
   for field in ("test_has_header", "do_lower_case"):
-    if str(c[field]).lower() not in choices:
+    if str(c[field]).lower() not in _CHOICES:
       raise ValueError(f"config.{field}={c[field]!r}: auto, true or false.")
   if c.num_epochs <= 0 or not 0 <= c.warmup_proportion < 1:
     raise ValueError(f"config.num_epochs={c.num_epochs} must be > 0 and "
@@ -254,22 +266,39 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   if not (c.dropout == -1 or 0 <= c.dropout < 1):
     raise ValueError(f"config.dropout={c.dropout}: in [0, 1), or -1 for the "
                      "checkpoint's.")
-  test_header = choices[str(c.test_has_header).lower()]
+  return c
+
+
+@dataclasses.dataclass
+class _Job:
+  """What `_load` gathers for the run: settings, task, checkpoint, model
+  config, features."""
+  c: ml_collections.ConfigDict
+  task: Any
+  names: list[str]
+  run: runs.Run
+  encoder: Any
+  cfg: models.BertConfig
+  dropout: float
+  feats: dict
+  devices: list
+
+
+def _load(c) -> _Job:
+  """The task's files, the checkpoint and its vocab, the features."""
   task = tasks.load_task(
       c.task_dir, str(c.text_a), str(c.text_b), str(c.label),
       bool(c.has_header), c.labels, bool(c.regression), c.task_name,
-      test_has_header=test_header, test_text_a=str(c.test_text_a),
-      test_text_b=str(c.test_text_b) or None)
-  names = metric_names(c.metric, task.regression,
-                       len(task.labels or ()))
+      test_has_header=_CHOICES[str(c.test_has_header).lower()],
+      test_text_a=str(c.test_text_a), test_text_b=str(c.test_text_b) or None)
+  names = metric_names(c.metric, task.regression, len(task.labels or ()))
   devices = jax.local_devices()
   if c.batch_size <= 0 or c.batch_size % len(devices):
     raise ValueError(f"config.batch_size={c.batch_size} must be a positive "
                      f"multiple of the {len(devices)} local devices.")
-
   run = runs.open_run(c.init_checkpoint, c.init_step,
                       what="config.init_checkpoint")
-  encoder, cfg, step = run.params(), run.model_config, run.step
+  encoder, cfg = run.params(), run.model_config
   if c.max_seq_length > cfg.max_position_embeddings:
     raise ValueError(f"config.max_seq_length={c.max_seq_length} exceeds the "
                      f"model's {cfg.max_position_embeddings} positions.")
@@ -279,7 +308,6 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
                               attention_probs_dropout_prob=dropout)
   if c.dtype:
     cfg = dataclasses.replace(cfg, dtype=c.dtype)
-
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
   vocab_file, lower = run.vocab()
   vocab_file = c.vocab_file or vocab_file
@@ -288,90 +316,129 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
                      "config.vocab_file.")
   interop.check_vocab(vocab_file, cfg)
   if str(c.do_lower_case).lower() != "auto":
-    lower = choices[str(c.do_lower_case).lower()]
+    lower = _CHOICES[str(c.do_lower_case).lower()]
   tok = tokenization.load_tokenizer(vocab_file, lower)
   splits = {"train": task.train, "dev": task.dev, "test": task.test}
-  feats = {name: tasks.featurize(split.examples(), tok,
-                                            c.max_seq_length)
+  feats = {name: tasks.featurize(split.examples(), tok, c.max_seq_length)
            for name, split in splits.items() if split is not None}
+  return _Job(c, task, names, run, encoder, cfg, dropout, feats, devices)
 
-  mesh = sharding.create_mesh(-1, devices=devices)
+
+@dataclasses.dataclass
+class _Prepared:
+  """The compiled steps, the mesh and the schedule."""
+  model: Any
+  init_opt: Any
+  train_step: Any
+  forward: Any
+  data_sh: Any
+  total: int
+  warmup: int
+  lrs: np.ndarray
+  dropout_key: Any
+
+
+def _prepare(job: _Job) -> tuple[_Prepared, dict]:
+  """The classifier (encoder from the checkpoint, a fresh head), its
+  optimizer state and the learning-rate schedule."""
+  c = job.c
+  mesh = sharding.create_mesh(-1, devices=job.devices)
   model, init_opt, train_step, forward = _steps(
-      cfg, task.num_outputs, dropout, task.regression, float(c.weight_decay),
-      float(c.clip_norm), mesh, str(c.cpu_dots))
+      job.cfg, job.task.num_outputs, job.dropout, job.task.regression,
+      float(c.weight_decay), float(c.clip_norm), mesh, str(c.cpu_dots))
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(c.seed))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  params = jax.device_put(init_params(model, encoder["bert"], init_key),
+  params = jax.device_put(init_params(model, job.encoder["bert"], init_key),
                           replicated)
-  del encoder
+  job.encoder = None
   # Committed to the mesh like the step's outputs: one compilation.
   state = {"params": params, "opt_state": init_opt(params),
            "step": jax.device_put(jnp.zeros((), jnp.int32), replicated)}
-
-  b = c.batch_size
-  n_train = len(task.train)
-  per_epoch = math.ceil(n_train / b)
+  per_epoch = math.ceil(len(job.task.train) / c.batch_size)
   total = max(1, math.ceil(per_epoch * c.num_epochs - 1e-9))
   warmup = int(total * c.warmup_proportion)
   lrs = np.asarray(jax.jit(optim.google_schedule(
       c.learning_rate, warmup, total))(np.arange(total)), np.float32)
-  data_sh = sharding.batch_sharding(mesh)
+  prep = _Prepared(model, init_opt, train_step, forward,
+                   sharding.batch_sharding(mesh), total, warmup, lrs,
+                   dropout_key)
+  return prep, state
+
+
+def _predict(job: _Job, prep: _Prepared, params, split_name: str, split):
+  """(logits, metrics or None without labels) of one split."""
+  c, task = job.c, job.task
+  rows, segs = job.feats[split_name]
+  out = []
+  for s in range(0, len(rows), c.batch_size):
+    idx = range(s, min(s + c.batch_size, len(rows)))
+    batch = _batch(rows, segs, None, idx, c.batch_size, c.max_seq_length,
+                   task.regression)
+    out.append(np.asarray(prep.forward(params, jax.device_put(
+        batch, prep.data_sh)))[:len(idx)])
+  logits = np.concatenate(out).astype(np.float64)
+  if split.labels is None:
+    return logits, None
+  labels = np.asarray(split.labels)
+  if task.regression:
+    preds = logits[:, 0]
+    loss = np.mean((preds - labels) ** 2)
+  else:
+    preds = np.argmax(logits, -1)
+    shifted = logits - logits.max(-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    loss = -np.mean(logp[np.arange(len(labels)), labels])
+  loss = float(loss) if math.isfinite(loss) else None
+  return logits, {"loss": loss, **compute_metrics(job.names, labels, preds)}
+
+
+def _train(job: _Job, prep: _Prepared, state: dict
+           ) -> tuple[dict, list[dict], np.ndarray]:
+  """Epochs over the training split (seeded order), the dev split evaluated
+  after each; returns the state, the epochs' records and the last dev
+  logits."""
+  c, task = job.c, job.task
+  n_train, b = len(task.train), c.batch_size
   order = np.random.default_rng(c.seed)
-
-  def predict(split_name, split):
-    rows, segs = feats[split_name]
-    out = []
-    for s in range(0, len(rows), b):
-      idx = range(s, min(s + b, len(rows)))
-      batch = _batch(rows, segs, None, idx, b, c.max_seq_length,
-                     task.regression)
-      out.append(np.asarray(forward(state["params"], jax.device_put(
-          batch, data_sh)))[:len(idx)])
-    logits = np.concatenate(out).astype(np.float64)
-    if split.labels is None:
-      return logits, None
-    labels = np.asarray(split.labels)
-    if task.regression:
-      preds = logits[:, 0]
-      loss = np.mean((preds - labels) ** 2)
-    else:
-      preds = np.argmax(logits, -1)
-      shifted = logits - logits.max(-1, keepdims=True)
-      logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-      loss = -np.mean(logp[np.arange(len(labels)), labels])
-    loss = float(loss) if math.isfinite(loss) else None
-    return logits, {"loss": loss, **compute_metrics(names, labels, preds)}
-
   logging.info("Fine-tuning %s: %d train / %d dev examples, %d steps (%d "
                "warm-up), %d outputs, %d devices.", task.name, n_train,
-               len(task.dev), total, warmup, task.num_outputs, len(devices))
+               len(task.dev), prep.total, prep.warmup, task.num_outputs,
+               len(job.devices))
   epochs, losses, step_i, epoch = [], [], 0, 0
-  rows, segs = feats["train"]
-  while step_i < total:
+  rows, segs = job.feats["train"]
+  while step_i < prep.total:
     perm = order.permutation(n_train)
     epoch += 1
     for s in range(0, n_train, b):
-      if step_i >= total:
+      if step_i >= prep.total:
         break
       batch = _batch(rows, segs, task.train.labels, perm[s:s + b], b,
                      c.max_seq_length, task.regression)
-      state, loss = train_step(state, jax.device_put(batch, data_sh),
-                               lrs[step_i], dropout_key)
+      state, loss = prep.train_step(state, jax.device_put(batch, prep.data_sh),
+                                    prep.lrs[step_i], prep.dropout_key)
       losses.append(loss)
       step_i += 1
-    logits, dev = predict("dev", task.dev)
+    logits, dev = _predict(job, prep, state["params"], "dev", task.dev)
     epochs.append({"epoch": epoch, "step": step_i,
                    "train_loss": float(np.mean([float(l) for l in losses])),
                    "dev": dev})
     losses = []
     logging.info("epoch %d (step %d): %s", epoch, step_i, epochs[-1])
+  return state, epochs, logits
 
+
+def _write_outputs(job: _Job, prep: _Prepared, state: dict,
+                   epochs: list[dict], logits: np.ndarray, t0: float) -> dict:
+  """Predictions (dev, and test when there is one), their .meta.json and
+  metrics.json, each written whole."""
   from etils import epath  # pylint: disable=g-import-not-at-top
+  c, task = job.c, job.task
   epath.Path(c.output_dir).mkdir(parents=True, exist_ok=True)
-  meta_out = {"seed": run.meta.pretraining_seed(),
+  meta_out = {"seed": job.run.meta.pretraining_seed(),
               "finetune_seed": int(c.seed), "task": task.name,
-              "checkpoint": c.init_checkpoint, "checkpoint_step": int(step),
-              "metric": names[0], "labels": task.labels}
+              "checkpoint": c.init_checkpoint,
+              "checkpoint_step": int(job.run.step), "metric": job.names[0],
+              "labels": task.labels}
   out = os.path.join
   # Each .meta.json goes first: a reader that finds predictions finds it.
   files = ["predictions.meta.json", "predictions.jsonl"]
@@ -380,17 +447,18 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
          _prediction_lines(logits, task.dev.labels, task.regression))
   test_metrics = None
   if task.test is not None:
-    test_logits, test_metrics = predict("test", task.test)
+    test_logits, test_metrics = _predict(job, prep, state["params"], "test",
+                                         task.test)
     _write(out(c.output_dir, "test_predictions.meta.json"), _json(meta_out))
     _write(out(c.output_dir, "test_predictions.jsonl"),
            _prediction_lines(test_logits, task.test.labels, task.regression))
     files += ["test_predictions.meta.json", "test_predictions.jsonl"]
   result = {**meta_out, "final": epochs[-1]["dev"], "epochs": epochs,
-            "num_train": n_train, "num_dev": len(task.dev),
+            "num_train": len(task.train), "num_dev": len(task.dev),
             "num_test": len(task.test) if task.test else 0,
-            "steps": total, "warmup_steps": warmup,
-            "max_seq_length": c.max_seq_length, "batch_size": b,
-            "learning_rate": c.learning_rate, "dropout": dropout,
+            "steps": prep.total, "warmup_steps": prep.warmup,
+            "max_seq_length": c.max_seq_length, "batch_size": c.batch_size,
+            "learning_rate": c.learning_rate, "dropout": job.dropout,
             "seconds": round(time.perf_counter() - t0, 2)}
   if test_metrics:
     result["test"] = test_metrics
