@@ -163,6 +163,14 @@ def _options(ds: tf.data.Dataset) -> tf.data.Dataset:
   return ds.with_options(options)
 
 
+def _parsed_chunks(records: tf.data.Dataset, spec: DataSpec) -> tf.data.Dataset:
+  """Serialized records → parsed chunks of `_PACK_CHUNK` examples (the last
+  may be shorter), for the packer."""
+  return _options(records.batch(_PACK_CHUNK).map(
+      _parse_fn(spec), num_parallel_calls=tf.data.AUTOTUNE,
+      deterministic=True))
+
+
 def host_dataset(spec: DataSpec, seed: int, start_step: int = 0,
                  shuffle_buffer: int = 10_000, training: bool = True,
                  process_index: int | None = None,
@@ -201,15 +209,10 @@ def packed_batches(spec: DataSpec, seed: int, max_per_row: int,
   of the `start_step` batches already consumed."""
   parts, per_stream = _host_streams(spec, seed, shuffle_buffer, training,
                                     process_index, process_count, streams)
-  parse = _parse_fn(spec)
-  packers = []
-  for ds in parts:
-    chunks = _options(ds.batch(_PACK_CHUNK).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True)).prefetch(2)
-    packers.append(packing_lib.pack(
-        chunks.as_numpy_iterator(), spec.max_seq_length,
-        spec.max_predictions_per_seq, max_per_row, per_stream, open_rows))
+  packers = [packing_lib.pack(
+      _parsed_chunks(ds, spec).prefetch(2).as_numpy_iterator(),
+      spec.max_seq_length, spec.max_predictions_per_seq, max_per_row,
+      per_stream, open_rows) for ds in parts]
 
   def batches():
     for step, subs in enumerate(zip(*packers)):
@@ -228,13 +231,10 @@ def held_out_batches(spec: DataSpec, num_batches: int, max_per_row: int = 0,
   rows, and a host with fewer batches gets empty ones, so that every process
   runs the same steps."""
   parts, per_stream = _host_streams(spec, 0, 0, False, None, None, streams)
-  parse = _parse_fn(spec)
   want = num_batches * per_stream
   streams_ex = []
   for ds in parts:
-    chunks = list(_options(ds.take(want).batch(_PACK_CHUNK).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True)).as_numpy_iterator())
+    chunks = list(_parsed_chunks(ds.take(want), spec).as_numpy_iterator())
     streams_ex.append({k: np.concatenate([c[k] for c in chunks])
                        for k in chunks[0]} if chunks else {})
   have = min(len(ex.get("input_ids", ())) for ex in streams_ex)
