@@ -15,6 +15,7 @@ evaluations' metrics too: packing must not change them."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 
@@ -26,6 +27,7 @@ from bench import common
 from bert_jax import evaluation
 from bert_jax import input_pipeline
 from bert_jax import models
+from bert_jax import settings
 from bert_jax import sharding
 from bert_jax import train
 from configs import bert as bert_config
@@ -54,10 +56,11 @@ def main():
   mesh = sharding.create_mesh(-1)
   cfg = models.BertConfig(**config.model.to_dict())
   model = models.BertForPreTraining(cfg)
-  phase = train.phases(config)[0]
+  s = settings.read(config)
+  phase = s.phases[0]
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-    params, _ = train._init_params(model, phase.cfg, mesh, 0)  # pylint: disable=protected-access
-    tx = train.make_optimizer(config, phase, 0)
+    params, _ = train._init_params(model, phase, mesh, 0)  # pylint: disable=protected-access
+    tx = train.make_optimizer(s.optimizer, phase, 0)
     state = {"params": params, "opt_state": jax.jit(tx.init)(params),
              "global_step": jnp.zeros((), jnp.int32)}
     spec = input_pipeline.DataSpec(files, 128, 20, a.batch)
@@ -78,8 +81,9 @@ def main():
     eval_step = jax.jit(evaluation.make_eval_step(model))
     evals, metrics = {}, {}
     for k in (0, a.packing):
-      config.eval_packing = k
-      held_out = evaluation.HeldOut(eval_step, files, phase.cfg, config, mesh)
+      held_out = evaluation.HeldOut(eval_step, files, phase,
+                                    dataclasses.replace(s, eval_packing=k),
+                                    mesh)
       metrics[k] = held_out(state["params"])  # reads the examples, compiles
       evals[k] = common.best_seconds(lambda: held_out(state["params"]), a.repeats)
     n = metrics[0]["eval_examples"]

@@ -45,6 +45,7 @@ import transformers
 from bert_jax import allocator
 from bert_jax import input_pipeline
 from bert_jax import losses
+from bert_jax import settings
 from bert_jax import train
 from configs import bert as bert_config
 from configs import fast as fast_config
@@ -202,7 +203,7 @@ def _batches(files: str, config, training: bool):
       files, p.max_seq_length, p.max_predictions_per_seq,
       p.global_batch_size if training else config.eval_batch_size)
   if training:  # exactly the trainer's stream (phase 1, one host)
-    ds = input_pipeline.host_dataset(spec, train.data_seed(config) * 1000,
+    ds = input_pipeline.host_dataset(spec, settings.read(config).data_seed * 1000,
                                      shuffle_buffer=config.shuffle_buffer)
     return ds.as_numpy_iterator()
   ds = input_pipeline.host_dataset(spec, seed=0, training=False)

@@ -44,15 +44,18 @@ class HeldOut:
   over all the examples (sums over batches, then ratios), so they do not
   depend on how the examples are batched or packed."""
 
-  def __init__(self, eval_step, files: str, phase_cfg, config, mesh):
+  def __init__(self, eval_step, files: str, phase, s, mesh):
+    """`phase`: a `settings.Phase` (sequence shape); `s`: the `Settings`
+    (eval_batch_size, eval_steps, eval_packing, data_streams,
+    pack_open_rows)."""
     self._step, self._mesh, self._files = eval_step, mesh, files
-    self._spec = input_pipeline.DataSpec(files, phase_cfg.max_seq_length,
-                                         phase_cfg.max_predictions_per_seq,
-                                         config.eval_batch_size)
-    self._num_batches = config.eval_steps
-    self._packing = config.get("eval_packing", 0)
-    self._streams = config.get("data_streams", -1)
-    self._open_rows = config.get("pack_open_rows", 32)
+    self._spec = input_pipeline.DataSpec(files, phase.max_seq_length,
+                                         phase.max_predictions_per_seq,
+                                         s.eval_batch_size)
+    self._num_batches = s.eval_steps
+    self._packing = s.eval_packing
+    self._streams = s.data_streams
+    self._open_rows = s.pack_open_rows
     self._batches: list[dict] | None = None
 
   def _read(self) -> list[dict]:

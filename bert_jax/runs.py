@@ -34,7 +34,7 @@ class RunError(ValueError):
 class RunMeta:
   """One checkpoint's record (JSON beside its state)."""
   kind: str  # "training" (written by train.py) or "import" (releases.py)
-  config: str  # the run's ConfigDict as JSON (an import: a template + model)
+  config: str  # JSON: a run's whole ConfigDict; an import's {"model": ...}
   phase: int = 0  # training: the phase (0-based) the checkpoint is in
   phase_step: int = 0  # training: steps done in that phase
   data_streams: int | None = None  # input streams the files were dealt into
@@ -90,8 +90,8 @@ class RunMeta:
     return models.BertConfig(**self.config_dict["model"])
 
   def pretraining_seed(self) -> int | None:
-    """A training run's `config.seed`; None for imports (their config is a
-    template) or when not recorded."""
+    """A training run's `config.seed`; None for imports (they record only
+    their model) or when not recorded."""
     seed = None if self.is_import else self.config_dict.get("seed")
     return int(seed) if isinstance(seed, int) else None
 

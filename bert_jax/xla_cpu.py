@@ -40,7 +40,7 @@ CHOICES = ("auto", "ynn", "onednn")
 ONEDNN_FROM_HIDDEN = 256  # `auto`: oneDNN dots from this hidden size up
 PROBE_VERSION = 1  # bump when the probed computations change
 PROBE_TIMEOUT_S = 600
-_IN_PROBE = "BERT_JAX_IN_ONEDNN_PROBE"  # set in the probe's own process
+IN_PROBE = "BERT_JAX_IN_ONEDNN_PROBE"  # set in the probe's own process
 
 # oneDNN for dots, YNNPACK for reductions only (no YNN dot fusions).
 ONEDNN_DOTS = {
@@ -123,8 +123,9 @@ def cache_path() -> str:
 def probe() -> dict:
   """{"ok", "reason", "cpu"}: whether oneDNN dots compile and run the
   project's computations on this machine, from the cache or a child process
-  (`python -m bert_jax.xla_cpu`, about half a minute, once per machine)."""
-  if os.environ.get(_IN_PROBE):
+  (`python -m bert_jax.xla_cpu_probe`, about half a minute, once per
+  machine)."""
+  if os.environ.get(IN_PROBE):
     return {"ok": True, "reason": "inside the probe", "cpu": _cpu_name()}
   path = cache_path()
   try:
@@ -134,9 +135,10 @@ def probe() -> dict:
     pass
   logging.info("Probing XLA's oneDNN dots on this CPU (once; cached in %s).",
                path)
-  env = dict(os.environ, **{_IN_PROBE: "1"})
+  env = dict(os.environ, **{IN_PROBE: "1"})
   try:
-    proc = subprocess.run([sys.executable, "-m", "bert_jax.xla_cpu", "onednn"],
+    proc = subprocess.run([sys.executable, "-m", "bert_jax.xla_cpu_probe",
+                           "onednn"],
                           capture_output=True, text=True, env=env,
                           timeout=PROBE_TIMEOUT_S, check=False)
     ok, tail = proc.returncode == 0, (proc.stdout + proc.stderr).strip()
@@ -163,16 +165,3 @@ def _exit(code: int) -> str:
     except ValueError:
       return f"signal {-code}"
   return f"code {code}" + (" (SIGILL)" if code == 132 else "")
-
-
-def _probe_main(argv: list[str]) -> None:
-  """The probe: every kind of jitted computation with `argv[1]`'s dots
-  (onednn; ynn checks the probe itself) against XLA's defaults."""
-  from bert_jax import xla_cpu_probe  # pylint: disable=g-import-not-at-top
-  os.environ[_IN_PROBE] = "1"
-  xla_cpu_probe.run(argv[1] if len(argv) > 1 else "onednn")
-  print("probe passed")
-
-
-if __name__ == "__main__":
-  _probe_main(sys.argv)

@@ -119,7 +119,6 @@ def extraction(cfg, params, dots: str) -> None:
 def run(dots: str) -> None:
   """Raises (or XLA aborts the process) where `dots` (a `cpu_dots` choice)
   fails to compile or run any of the computations."""
-  from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
   attention(dots)
   for hidden, heads in SHAPES:
@@ -130,3 +129,14 @@ def run(dots: str) -> None:
     params = pretraining(cfg, dots)
     finetuning(cfg, params, dots)
     extraction(cfg, params, dots)
+
+
+if __name__ == "__main__":
+  # `python -m bert_jax.xla_cpu_probe [onednn|ynn]`, as `xla_cpu.probe`
+  # starts it (ynn checks the probe itself).
+  import os  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
+  os.environ[xla_cpu.IN_PROBE] = "1"  # the computations must not probe again
+  run(sys.argv[1] if len(sys.argv) > 1 else "onednn")
+  print("probe passed")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from typing import Callable, Sequence
+from typing import Callable
 
 import numba
 import numpy as np

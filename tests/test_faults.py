@@ -24,31 +24,19 @@ from bert_jax import checkpointing
 from bert_jax import input_pipeline
 from bert_jax import runs
 from bert_jax import train
-from configs import bert as bert_config
 import tiny
-from data_prep import job
-from data_prep import pipeline
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, vocab_file, english_corpus):
-  d = tmp_path_factory.mktemp("data")
-  job.generate(pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=32,
-                                   max_predictions_per_seq=5, dupe_factor=1),
-               [english_corpus], job.Outputs(output_dir=str(d), num_shards=2))
-  return str(d)
+def data(tiny_shards):
+  return tiny_shards
 
 
 def _config(files, steps=6):
-  c = bert_config.get_config("tiny")
-  c.model.update(hidden_size=32, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=32)
-  c.phase1.update(train_files=files, eval_files="", max_seq_length=32,
-                  max_predictions_per_seq=5, global_batch_size=8,
-                  num_steps=steps, warmup_steps=1, learning_rate=1e-3)
-  c.phase2.num_steps = 0
+  c = tiny.config(files, steps)
+  c.phase1.learning_rate = 1e-3
   c.checkpoint.update(save_every=2, keep_last=10, keep_forever=(),
                       async_save=False)
   c.log_every = 1

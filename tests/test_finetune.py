@@ -18,6 +18,7 @@ from bert_jax.conversion import interop
 from bert_jax.downstream import finetune
 from bert_jax.downstream import tasks
 from configs import bert as bert_config
+from configs import finetune as finetune_recipe
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 FILLER = ("the movie was a story about an actor and his family in the city "
@@ -84,7 +85,7 @@ def _config(checkpoint, task_dir, output_dir, **kw):
   base = dict(init_checkpoint=checkpoint, task_dir=str(task_dir),
               output_dir=str(output_dir), max_seq_length=32, batch_size=16,
               learning_rate=1e-3, num_epochs=4.0, dropout=0.1)
-  return {**base, **kw}
+  return {**finetune_recipe.get_config().to_dict(), **base, **kw}
 
 
 def _read_jsonl(path):
@@ -277,6 +278,11 @@ def test_config_errors(checkpoint, tmp_path):
                               metric="pearson"))
   with pytest.raises(ValueError, match=r"Unknown config fields \['lr'\]"):
     finetune.finetune(_config(checkpoint, tmp_path, tmp_path / "o", lr=1.0))
+  partial = _config(checkpoint, tmp_path, tmp_path / "o")
+  del partial["seed"]
+  with pytest.raises(ValueError, match=r"lacks \['seed'\]; start from "
+                     r"configs/finetune.py"):
+    finetune.finetune(partial)
   with pytest.raises(ValueError, match=r"multiple of the 8 local devices"):
     finetune.finetune(_config(checkpoint, tmp_path, tmp_path / "o",
                               batch_size=12))

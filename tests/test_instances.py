@@ -3,7 +3,6 @@
 import random
 
 import numpy as np
-import pytest
 
 from data_prep import corpus
 from data_prep import instances

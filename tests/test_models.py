@@ -13,11 +13,10 @@ import transformers
 
 from bert_jax import losses
 from bert_jax import models
+import tiny
 
-CFG = models.BertConfig(vocab_size=211, hidden_size=48, num_hidden_layers=3,
-                        num_attention_heads=4, intermediate_size=96,
-                        max_position_embeddings=40, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
+CFG = tiny.model(vocab_size=211, hidden_size=48, num_hidden_layers=3,
+                 num_attention_heads=4, max_position_embeddings=40)
 
 
 def _init(cfg=CFG, batch=3, seq=24, preds=5, seed=0):

@@ -15,6 +15,7 @@ from bert_jax import models
 from bert_jax import packing
 from data_prep import job
 from data_prep import pipeline
+import tiny
 
 S, P = 32, 5
 
@@ -92,9 +93,8 @@ def test_packing_refuses_records_not_in_googles_layout():
     list(packing.pack([ex], S, P, 3, 1))
 
 
-CFG = models.BertConfig(vocab_size=211, hidden_size=48, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=96,
-                        max_position_embeddings=S)
+CFG = tiny.model(vocab_size=211, hidden_size=48, num_attention_heads=4,
+                 max_position_embeddings=S)
 
 
 def _apply(model, params, b, **packed):
@@ -190,9 +190,8 @@ def test_packed_evaluation_equals_unpacked_on_the_same_examples(shards):
   for x, y in zip(unpacked, want):
     for k in y:
       np.testing.assert_array_equal(x[k], y[k].numpy(), err_msg=k)
-  cfg = models.BertConfig(vocab_size=30522, hidden_size=32,
-                          num_hidden_layers=1, num_attention_heads=2,
-                          intermediate_size=64, max_position_embeddings=S)
+  cfg = tiny.model(vocab_size=30522, num_hidden_layers=1,
+                   max_position_embeddings=S)
   model = models.BertForPreTraining(cfg)
   everything = {k: np.concatenate([b[k] for b in unpacked])
                 for k in unpacked[0]}
@@ -210,7 +209,7 @@ def test_packed_evaluation_equals_unpacked_on_the_same_examples(shards):
     for k in (0, 3):
       config = ml_collections.ConfigDict({
           "eval_batch_size": 8, "eval_steps": 6, "eval_packing": k,
-          "data_streams": 2})
+          "data_streams": 2, "pack_open_rows": 32})
       held_out = evaluation.HeldOut(step, shards, phase, config, mesh)
       got[k] = held_out(params)
       rows[k] = len(held_out._batches)  # pylint: disable=protected-access

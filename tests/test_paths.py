@@ -10,7 +10,7 @@ import pytest
 
 from bert_jax import checkpointing
 from bert_jax import runs
-from bert_jax import train
+from bert_jax import settings
 from configs import bert as bert_config
 from data_prep import fileio
 
@@ -37,7 +37,7 @@ def test_trainer_config_records_absolute_paths(monkeypatch, tmp_path):
   c.phase1.train_files = "data/a-*,gs://b/c-*"
   c.phase2.eval_files = "~/held"
   c.init_from = "init/google"
-  out = train.resolve_paths(c)
+  out = settings.resolve_paths(c)
   assert out.phase1.train_files == f"{tmp_path}/data/a-*,gs://b/c-*"
   assert out.phase2.eval_files == os.path.expanduser("~/held")
   assert out.init_from == str(tmp_path / "init/google")

@@ -16,29 +16,22 @@ from bert_jax import seed_sweep
 from bert_jax import train
 from configs import bert as bert_config
 from configs import multiberts
-from data_prep import job
-from data_prep import pipeline
 import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
-CONFIG_LINES = ("c.checkpoint.update(save_every=100, keep_forever=((2, 2),), "
-                "async_save=False)",)
+CHECKPOINT = dict(save_every=100, keep_forever=((2, 2),), async_save=False)
+CONFIG_LINES = (f"c.checkpoint.update(**{CHECKPOINT})",)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, vocab_file, english_corpus):
-  d = tmp_path_factory.mktemp("data")
-  job.generate(pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=32,
-                                   max_predictions_per_seq=5, dupe_factor=1),
-               [english_corpus], job.Outputs(output_dir=str(d), num_shards=2))
-  return str(d)
+def data(tiny_shards):
+  return tiny_shards
 
 
 def _config(data, **seeds):
-  ns = {}
-  exec(tiny.config_text(data, 3, 8, *CONFIG_LINES), ns)  # pylint: disable=exec-used
-  c = ns["get_config"]()
+  c = tiny.config(f"{data}/train-*", 3)
+  c.checkpoint.update(**CHECKPOINT)
   c.update(seeds)
   return c
 

@@ -2,7 +2,6 @@
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -10,13 +9,10 @@ from bert_jax import evaluation
 from bert_jax import losses
 from bert_jax import models
 from bert_jax import sharding
-from bert_jax import train
+import tiny
 from configs import bert as bert_config
 
-CFG = models.BertConfig(vocab_size=256, hidden_size=64, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=128,
-                        max_position_embeddings=32, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
+CFG = tiny.model(vocab_size=256, hidden_size=64, num_attention_heads=4)
 
 
 def _batch(seed=0, batch=8, seq=32, preds=5):

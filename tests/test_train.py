@@ -9,26 +9,25 @@ import pytest
 from bert_jax import checkpointing
 from bert_jax import flops
 from bert_jax import models
+from bert_jax import settings
 from bert_jax import train
 from configs import bert as bert_config
 from data_prep import job
 from data_prep import pipeline
+import tiny
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, vocab_file, english_corpus, short_docs_corpus):
-  """Phase 1: seq 32 (full rows); phase 2: seq 64 from short documents,
-  trained packed (`_config`)."""
-  out = {}
-  for name, seq, preds, corpus in (("p1", 32, 5, english_corpus),
-                                   ("p2", 64, 10, short_docs_corpus)):
-    d = str(tmp_path_factory.mktemp(name))
-    cfg = pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=seq,
-                              max_predictions_per_seq=preds, dupe_factor=1,
-                              eval_fraction=0.1)
-    job.generate(cfg, [corpus], job.Outputs(output_dir=d, num_shards=2))
-    out[name] = d
-  return out
+def data(tmp_path_factory, vocab_file, tiny_shards, short_docs_corpus):
+  """Phase 1: seq 32 (full rows, conftest's `tiny_shards`); phase 2: seq 64
+  from short documents, trained packed (`_config`)."""
+  d = str(tmp_path_factory.mktemp("p2"))
+  cfg = pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=64,
+                            max_predictions_per_seq=10, dupe_factor=1,
+                            eval_fraction=0.1)
+  job.generate(cfg, [short_docs_corpus], job.Outputs(output_dir=d,
+                                                     num_shards=2))
+  return {"p1": tiny_shards, "p2": d}
 
 
 def _config(data, **over):
@@ -149,10 +148,7 @@ def test_gradient_accumulation_equals_the_large_batch():
   import flax.linen as nn  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from bert_jax import optim  # pylint: disable=g-import-not-at-top
-  cfg = models.BertConfig(vocab_size=97, hidden_size=32, num_hidden_layers=1,
-                          num_attention_heads=2, intermediate_size=64,
-                          max_position_embeddings=16, hidden_dropout_prob=0.0,
-                          attention_probs_dropout_prob=0.0)
+  cfg = tiny.model(num_hidden_layers=1, max_position_embeddings=16)
   model = models.BertForPreTraining(cfg)
   rng = np.random.default_rng(0)
   batch = {"input_ids": rng.integers(5, 97, (16, 16)),
@@ -193,10 +189,11 @@ def test_restore_on_another_mesh(full_run, data):
   _, _, want = _final_params(workdir, config)
   mesh = sharding.create_mesh(2, 2, 2)
   model = models.BertForPreTraining(models.BertConfig(**config.model.to_dict()))
-  phase = train.phases(config)[-1]
+  s = settings.read(config)
+  phase = s.phases[-1]
   with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
-    params, _ = train._init_params(model, phase.cfg, mesh, 0)  # pylint: disable=protected-access
-    tx = train.make_optimizer(config, phase, 0)
+    params, _ = train._init_params(model, phase, mesh, 0)  # pylint: disable=protected-access
+    tx = train.make_optimizer(s.optimizer, phase, 0)
     state = {"params": params, "opt_state": jax.jit(tx.init)(params),
              "global_step": jax.numpy.asarray(0, jax.numpy.int32)}
     ckpt = checkpointing.Checkpointer(workdir, 1, 10)

@@ -15,6 +15,7 @@ import pytest
 from bert_jax import models
 from bert_jax import xla_cpu
 from bert_jax import xla_cpu_probe
+import tiny
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -62,7 +63,8 @@ def test_probe_runs_once_per_machine_and_reads_a_crash(monkeypatch, tmp_path):
     got = xla_cpu.probe()
     assert not got["ok"] and "SIGILL" in got["reason"], got
     assert "partition compile failed" in got["reason"]
-    assert calls == [[sys.executable, "-m", "bert_jax.xla_cpu", "onednn"]]
+    assert calls == [[sys.executable, "-m", "bert_jax.xla_cpu_probe",
+                      "onednn"]]
     assert json.loads(pathlib.Path(xla_cpu.cache_path()).read_text()) == got
     xla_cpu.probe.cache_clear()  # a new process: the cached verdict, no child
     assert xla_cpu.probe() == got and len(calls) == 1
@@ -81,9 +83,7 @@ def test_probe_computations_run(monkeypatch):
 def test_onednn_dots_take_effect_and_compute_the_same_gradients():
   if not xla_cpu.probe()["ok"]:
     pytest.skip(f"oneDNN dots fail on this CPU: {xla_cpu.probe()['reason']}")
-  cfg = models.BertConfig(vocab_size=97, hidden_size=64, num_hidden_layers=2,
-                          num_attention_heads=2, intermediate_size=128,
-                          max_position_embeddings=16)
+  cfg = tiny.model(hidden_size=64, max_position_embeddings=16)
   rng = np.random.default_rng(0)
   ids = rng.integers(0, 97, (4, 16)).astype(np.int32)
   mask, seg = np.ones_like(ids), np.zeros_like(ids)

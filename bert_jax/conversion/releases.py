@@ -8,6 +8,7 @@ seed).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -95,7 +96,6 @@ def import_tf(tf_checkpoint: str, bert_config: str, vocab_file: str,
 
 def _save_import(workdir, src, fmt, fields, params, fresh, vocab,
                  do_lower_case) -> dict:
-  from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
   cfg = models.BertConfig(**fields)
   if not epath.Path(vocab).exists():
     raise interop.InteropError(f"{vocab}: no vocab file (pass --vocab_file).")
@@ -107,9 +107,10 @@ def _save_import(workdir, src, fmt, fields, params, fresh, vocab,
   out.mkdir(parents=True, exist_ok=True)
   vocab_name = "spm.model" if vocab.endswith(".model") else "vocab.txt"
   fileio.write_atomic(str(out / vocab_name), epath.Path(vocab).read_bytes())
-  config = bert_config.get_config("base")
-  config.model.update(fields)
-  meta = runs.RunMeta(kind="import", config=config.to_json(),
+  # An import's config is its model: the source's fields, the rest as the
+  # model defines them (a training run records its whole recipe instead).
+  meta = runs.RunMeta(kind="import",
+                      config=json.dumps({"model": dataclasses.asdict(cfg)}),
                       imported_from=src, format=fmt, vocab_file=vocab_name,
                       do_lower_case=bool(do_lower_case),
                       initialised=tuple(fresh))

@@ -231,7 +231,8 @@ _CHOICES = {"auto": None, "true": True, "false": False}
 
 def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   """Fine-tunes, evaluates and writes the outputs; returns the summary that
-  is also written to metrics.json."""
+  is also written to metrics.json. `config` has every field of
+  configs/finetune.py (start from its `get_config()`)."""
   c = _settings(config)
   t0 = time.perf_counter()
   job = _load(c)
@@ -240,25 +241,67 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   return _write_outputs(job, prep, state, epochs, logits, t0)
 
 
-def _settings(config) -> ml_collections.ConfigDict:
-  """configs/finetune.py's defaults with `config` applied, checked; paths
-  made absolute (relative to where the job started)."""
-  from configs import finetune as recipe  # pylint: disable=g-import-not-at-top
-  c = recipe.get_config()
-  unknown = sorted(set(dict(config)) - set(c.keys()))
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """The fine-tuning config (configs/finetune.py, which holds the defaults
+  and says what each field does), read once and checked."""
+  init_checkpoint: str
+  init_step: int
+  task_dir: str
+  task_name: str
+  output_dir: str
+  text_a: str
+  text_b: str
+  label: str
+  has_header: bool
+  test_has_header: str
+  test_text_a: str
+  test_text_b: str
+  labels: str
+  regression: bool
+  metric: str
+  max_seq_length: int
+  batch_size: int
+  learning_rate: float
+  num_epochs: float
+  warmup_proportion: float
+  weight_decay: float
+  clip_norm: float
+  dropout: float
+  seed: int
+  vocab_file: str
+  do_lower_case: str
+  dtype: str
+  cpu_dots: str
+
+
+def _settings(config: Mapping) -> Options:
+  """`config` (every field of configs/finetune.py) as checked `Options`;
+  paths made absolute (relative to where the job started)."""
+  config = dict(config)
+  names = [f.name for f in dataclasses.fields(Options)]
+  missing = [n for n in names if n not in config]
+  unknown = sorted(set(config) - set(names))
   if unknown:
     raise ValueError(f"Unknown config fields {unknown}; see "
                      "configs/finetune.py.")
-  c.update(dict(config))
+  if missing:
+    raise ValueError(f"The config lacks {missing}; start from "
+                     "configs/finetune.py's get_config().")
   for field in ("init_checkpoint", "task_dir", "output_dir"):
-    if not c.get(field):
+    if not config[field]:
       raise ValueError(f"config.{field} is required.")
   for field in ("init_checkpoint", "task_dir", "output_dir", "vocab_file"):
-    c[field] = fileio.resolve(c[field])
-  xla_cpu.check(str(c.cpu_dots))
+    config[field] = fileio.resolve(config[field])
+  for field in ("text_a", "text_b", "label", "test_text_a", "test_text_b",
+                "test_has_header", "do_lower_case", "cpu_dots"):
+    config[field] = str(config[field])  # column numbers may come as ints
+  c = Options(**config)
+  xla_cpu.check(c.cpu_dots)
   for field in ("test_has_header", "do_lower_case"):
-    if str(c[field]).lower() not in _CHOICES:
-      raise ValueError(f"config.{field}={c[field]!r}: auto, true or false.")
+    if getattr(c, field).lower() not in _CHOICES:
+      raise ValueError(f"config.{field}={getattr(c, field)!r}: auto, true or "
+                       "false.")
   if c.num_epochs <= 0 or not 0 <= c.warmup_proportion < 1:
     raise ValueError(f"config.num_epochs={c.num_epochs} must be > 0 and "
                      f"config.warmup_proportion={c.warmup_proportion} in "
@@ -273,7 +316,7 @@ def _settings(config) -> ml_collections.ConfigDict:
 class _Job:
   """What `_load` gathers for the run: settings, task, checkpoint, model
   config, features."""
-  c: ml_collections.ConfigDict
+  c: Options
   task: Any
   names: list[str]
   run: runs.Run
