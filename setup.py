@@ -68,6 +68,7 @@ setuptools.setup(
     extras_require=EXTRAS,
     entry_points={
         "console_scripts": [
+            "bert-jax-train=bert_jax.main:run",
             "bert-jax-create-pretraining-data="
             "data_prep.create_pretraining_data:run",
             "bert-jax-build-vocab=data_prep.build_vocab:run",

@@ -5,7 +5,8 @@ step) and JSON metadata, the run's record (`runs.RunMeta`: phase, step within
 it, input position, clock, config). It is saved asynchronously at
 every `save_every` steps, at every step of the keep-forever schedule (kept
 regardless of `keep_last`), at the end of each phase, and when the process is
-asked to stop (SIGTERM, or a JAX preemption notice). Restores go into the
+asked to stop (SIGTERM, Ctrl-C, or a JAX preemption notice; the trainer then
+exits with PREEMPTED_EXIT_CODE). Restores go into the
 shardings of the current mesh, so a different device count or mesh shape
 works. Orbax writes to a temporary directory and renames it when complete, so
 a half-written checkpoint is never restored.
@@ -13,10 +14,14 @@ a half-written checkpoint is never restored.
 
 from __future__ import annotations
 
+import contextlib
+import logging as std_logging
+import os
 import signal
 import threading
 from typing import Any, Sequence
 
+from absl import logging
 from data_prep import fileio
 from etils import epath
 import orbax.checkpoint as ocp
@@ -38,6 +43,30 @@ def keep_forever_steps(rule: Sequence[Sequence[int]], last_step: int) -> list[in
   return sorted(s for s in steps if s <= last_step)
 
 
+# The trainer's exit code after a stop request (SIGTERM, Ctrl-C, a preemption
+# notice) was saved: EX_TEMPFAIL, "try again" — requeue on it.
+PREEMPTED_EXIT_CODE = 75
+
+
+class _QuietOrbax(std_logging.Filter):
+  """Orbax's INFO lines (most of a short run's log) and its read-only
+  notice off, unless --verbosity=1 or more."""
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    if logging.get_verbosity() >= logging.DEBUG:
+      return True
+    if f"{os.sep}orbax{os.sep}" not in record.pathname:
+      return True
+    return (record.levelno >= std_logging.WARNING and
+            "read only" not in record.getMessage())
+
+
+def quiet_orbax() -> None:
+  log = logging.get_absl_logger()
+  if not any(isinstance(f, _QuietOrbax) for f in log.filters):
+    log.addFilter(_QuietOrbax())
+
+
 class CheckpointError(OSError):
   """A checkpoint could not be written; earlier ones are intact."""
 
@@ -48,6 +77,7 @@ class Checkpointer:
   def __init__(self, workdir: str, save_every: int = 1, keep_last: int = 1,
                keep_forever: Sequence[int] = (), async_save: bool = True,
                read_only: bool = False):
+    quiet_orbax()
     self.keep_forever = sorted(set(keep_forever))
     options = ocp.CheckpointManagerOptions(
         save_decision_policy=policies.AnySavePolicy([
@@ -144,10 +174,33 @@ class Checkpointer:
     return out["meta"]
 
   # Preemption -------------------------------------------------------------
-  def install_signal_handler(self) -> None:
-    """SIGTERM: finish the current step, save, exit cleanly."""
-    if threading.current_thread() is threading.main_thread():
-      signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+  @contextlib.contextmanager
+  def stop_on_signals(self):
+    """Within: SIGTERM or a first Ctrl-C (SIGINT) asks to finish the current
+    step, save and stop (the trainer then exits with PREEMPTED_EXIT_CODE); a
+    second Ctrl-C aborts at once. The previous handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+      yield
+      return
+
+    def on_term(*_):
+      self._stop.set()
+
+    def on_int(*_):
+      if self._stop.is_set():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt
+      self._stop.set()
+      logging.warning("Ctrl-C: saving after this step, then stopping "
+                      "(Ctrl-C again aborts without saving).")
+
+    previous = {s: signal.signal(s, h) for s, h in (
+        (signal.SIGTERM, on_term), (signal.SIGINT, on_int))}
+    try:
+      yield
+    finally:
+      for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
   def should_stop(self, step: int) -> bool:
     return self._stop.is_set() or self.manager.reached_preemption(step)
@@ -166,3 +219,12 @@ class Checkpointer:
 
   def close(self) -> None:
     self.manager.close()
+
+  def abandon(self) -> None:
+    """On an error: lets a save in flight finish and closes, quietly (the
+    error being raised is the one to report)."""
+    try:
+      self.manager.wait_until_finished()
+      self.manager.close()
+    except Exception:  # pylint: disable=broad-exception-caught
+      pass

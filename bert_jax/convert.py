@@ -19,6 +19,7 @@ import json
 from absl import app
 from absl import flags
 
+from data_prep import cli
 from data_prep import fileio
 
 _COMMANDS = ("export_hf", "export_tf", "import_hf", "import_tf")
@@ -37,8 +38,9 @@ _VOCAB_FILE = flags.DEFINE_string(
 _LOWER = flags.DEFINE_enum("do_lower_case", "auto", ["auto", "true", "false"],
                            "Tokenizer casing (auto: from the source).")
 _HEADS = flags.DEFINE_enum(
-    "heads", "pretraining", ["pretraining", "none"], "export_hf: keep the "
-    "MLM/NSP heads (BertForPreTraining) or write the encoder only (BertModel).")
+    "heads", "pretraining", ["pretraining", "mlm", "none"], "export_hf: "
+    "BertForPreTraining (MLM and NSP heads), BertForMaskedLM (mlm: no pooler, "
+    "no NSP head) or the encoder only (none: BertModel).")
 _SEED = flags.DEFINE_integer("seed", 0, "Initialises heads the source lacks.")
 
 
@@ -64,7 +66,7 @@ def main(argv):
         workdir, _STEP.value, _required(_OUTPUT_DIR, command),
         kind=command[len("export_"):],
         vocab_file=fileio.resolve(_VOCAB_FILE.value),
-        do_lower_case=_lower(), heads=_HEADS.value == "pretraining")
+        do_lower_case=_lower(), heads=_HEADS.value)
   elif command == "import_hf":
     report = releases.import_hf(_required(_HF_DIR, command), workdir,
                                 fileio.resolve(_VOCAB_FILE.value), _lower(),
@@ -77,7 +79,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -12,13 +12,14 @@ Rerunning the command resumes where it stopped.
 
 import json
 import os
+import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
 import configs
+from data_prep import cli
 from data_prep import fileio
 
 _WORKDIR = flags.DEFINE_string("workdir", "bert_jax_demo", "Output directory.")
@@ -65,12 +66,19 @@ def main(argv):
   dirs = prepare(workdir, _CORPUS_MB.value)
   from bert_jax import train  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
+  with open(os.path.join(workdir, "data", "vocab.txt"), encoding="utf-8") as f:
+    entries = len(f.read().splitlines())
+  if entries != config.model.vocab_size and not any(
+      a.startswith("--config.model.vocab_size") for a in sys.argv):
+    logging.info("model.vocab_size=%d: the demo's vocab has %d entries "
+                 "(a small corpus fills fewer).", entries, entries)
+    config.model.vocab_size = entries
   for phase, seq in (("phase1", 128), ("phase2", 512)):
     config[phase].train_files = os.path.join(dirs[seq], "train-*")
     config[phase].eval_files = os.path.join(dirs[seq], "eval-*")
   result = train.train_and_evaluate(config, os.path.join(workdir, "train"))
   summary = {phase: {k: round(v, 4) for k, v in ev.items()
-                     if k.endswith(("_loss", "_accuracy"))}
+                     if k.endswith(("_loss", "_accuracy", "_majority"))}
              for phase, ev in result.get("eval_by_phase", {}).items()}
   print(json.dumps({"held_out_eval": summary,
                     "checkpoints": os.path.join(workdir, "train",
@@ -78,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))

@@ -20,14 +20,16 @@ from absl import flags
 
 from bert_jax import xla_cpu
 from bert_jax.downstream import features
+from data_prep import cli
 from data_prep import fileio
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run or imported checkpoint.")
 _STEP = flags.DEFINE_integer("step", -1, "Checkpoint step (-1: latest).")
 _INPUT = flags.DEFINE_string("input_file", None, "Text, one example a line.")
 _OUTPUT = flags.DEFINE_string("output_file", None, ".jsonl or .npz.")
-_LAYERS = flags.DEFINE_string("layers", "-1,-2,-3,-4", "Layer indexes (-1: "
-                              "last encoder layer).")
+_LAYERS = flags.DEFINE_string("layers", "", "Layer indexes (-1: last encoder "
+                              "layer; default: the last four, as Google's "
+                              "-1,-2,-3,-4, or all of a shallower model).")
 _MAX_SEQ = flags.DEFINE_integer("max_seq_length", 128, "Tokens per example, "
                                 "[CLS] and [SEP] included; longer truncated.")
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per forward pass.")
@@ -63,7 +65,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from absl import app
 from bert_jax.conversion import interop
 from bert_jax.downstream import finetune
 from bert_jax.downstream import tasks
+from data_prep import cli
 
 
 def main(argv):
@@ -49,7 +50,7 @@ def _define_flags() -> None:
 
 def run():
   _define_flags()
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

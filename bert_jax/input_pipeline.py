@@ -63,7 +63,7 @@ def check_metadata(files: list[str], spec: DataSpec) -> None:
   for f in files:
     d = os.path.dirname(f)
     for meta_path in (os.path.join(d, schema.METADATA_NAME),
-                      f + ".metadata.json"):
+                      *schema.sidecar_names(f)):
       if meta_path in seen or not tf.io.gfile.exists(meta_path):
         continue
       seen.add(meta_path)

@@ -64,7 +64,8 @@ def pretraining_sums(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
                      next_sentence_labels, nsp_weights=None) -> dict:
   """The sums Google's losses and accuracies are ratios of: over masked
   positions Σw·nll, Σw·hit, Σw (`mlm_*`); over examples Σnll, Σhit and their
-  count (`nsp_*`; packed rows: weighted by `nsp_weights` [B, K]). Added over
+  count (`nsp_*`; packed rows: weighted by `nsp_weights` [B, K]), and how
+  many of them are random-next pairs (label 1). Added over
   batches they give Google's eval metrics (TF streaming means). A masked
   position counts as correct when its label's logit is the row maximum
   (Google's argmax == label, except that an exact tie also counts). `mlm`:
@@ -85,7 +86,8 @@ def pretraining_sums(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
         nsp_weights.reshape(-1).astype(jnp.float32))
   return {"mlm_nll": jnp.sum(w * nll), "mlm_hit": jnp.sum(w * hit),
           "mlm_weight": jnp.sum(w), "nsp_nll": jnp.sum(nw * nsp_nll),
-          "nsp_hit": jnp.sum(nw * nsp_hit), "nsp_count": jnp.sum(nw)}
+          "nsp_hit": jnp.sum(nw * nsp_hit), "nsp_count": jnp.sum(nw),
+          "nsp_random_next": jnp.sum(nw * labels.astype(jnp.float32))}
 
 
 def losses_from_sums(s: dict, maximum=jnp.maximum) -> dict:

@@ -27,6 +27,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from data_prep import cli
 from data_prep import fileio
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file[:arg], as for "
@@ -69,7 +70,7 @@ def step_name(step: int) -> str:
   return f"step_{step // 1000}k" if step % 1000 == 0 else f"step_{step}"
 
 
-def export_seed(workdir: str, heads: bool = True) -> list[str]:
+def export_seed(workdir: str, heads: str = "pretraining") -> list[str]:
   """Every kept checkpoint of one run → `workdir/hf/step_*`; returns the
   directories written (existing exports are kept)."""
   from etils import epath  # pylint: disable=g-import-not-at-top
@@ -126,18 +127,21 @@ def main(argv):
       logging.info("seed %d: %s", seed, shlex.join(cmd))
       proc = subprocess.run(cmd, check=False)
       if proc.returncode:
-        raise app.UsageError(f"seed {seed} failed (exit {proc.returncode}); "
-                             "rerun the same command to resume it.")
+        why = ("was stopped and saved" if proc.returncode == 75 else
+               f"failed (exit {proc.returncode})")
+        raise app.UsageError(f"seed {seed} {why}; rerun the same command to "
+                             "resume it.")
     run = {"workdir": seed_dir(sweep_dir, seed)}
     if _EXPORT_HF.value:
-      run["exported"] = export_seed(run["workdir"], _HEADS.value)
+      run["exported"] = export_seed(
+          run["workdir"], "pretraining" if _HEADS.value else "none")
     report["runs"][seed] = run
   if _MODE.value in ("local", "export"):
     print(json.dumps(report, indent=1))
 
 
 def run():
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

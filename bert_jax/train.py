@@ -32,9 +32,11 @@ from bert_jax import losses
 from bert_jax import models
 from bert_jax import nonfinite
 from bert_jax import optim
+from bert_jax import preflight
 from bert_jax import runs
 from bert_jax import settings
 from bert_jax import sharding
+from bert_jax import summary
 from bert_jax import xla_cpu
 from bert_jax.conversion import interop
 from data_prep import fileio
@@ -151,20 +153,19 @@ def _abstract(state):
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Runs (or resumes) all phases; returns the final metrics. Relative paths
-  (workdir, data, init_from) are taken from the current directory."""
+  """Runs (or resumes) all phases; returns the final metrics (`stopped` when
+  a stop was requested and saved). Relative paths (workdir, data,
+  init_from) are taken from the current directory."""
   s, workdir = settings.read(config), fileio.resolve(workdir)
+  data = preflight.check(s, workdir)  # every phase's files, before step 1
   mesh = sharding.create_mesh(s.mesh.data, s.mesh.fsdp, s.mesh.tensor,
                               dcn_data=s.mesh.dcn_data)
   settings.check_mesh(s, mesh)
-  model = models.BertForPreTraining(s.model)
   ck = s.checkpoint
   ckpt = checkpointing.Checkpointer(
       workdir, ck.save_every, ck.keep_last,
       checkpointing.keep_forever_steps(ck.keep_forever, s.phases[-1].end),
       ck.async_save)
-  ckpt.install_signal_handler()
-  writer = _Writer(workdir)
   latest = ckpt.latest_step()
   meta = (runs.RunMeta.from_json(ckpt.restore_meta(latest))
           if latest is not None else None)
@@ -172,12 +173,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     raise ValueError(
         f"{workdir} holds an imported checkpoint, not a training run; train "
         f"in a new workdir with --config.init_from={workdir}.")
+  if meta is not None:
+    for field, (old, new) in settings.resume_changes(
+        meta.config_dict, s, meta.phase, meta.phase_step).items():
+      logging.info("Resuming with %s changed: %r -> %r.", field, old, new)
+  try:
+    with ckpt.stop_on_signals():
+      result = _train(s, mesh, ckpt, latest, meta, data, workdir)
+  except BaseException:
+    ckpt.abandon()  # a save in flight completes before the error surfaces
+    raise
+  if not result.get("stopped"):
+    summary.end(result, workdir, ckpt.latest_step())
+  ckpt.close()
+  return result
+
+
+def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir
+           ) -> dict:
+  """The phases from the checkpoint `latest` (with record `meta`) or from
+  the start."""
+  model = models.BertForPreTraining(s.model)
+  writer = _Writer(workdir)
   clock = evaluation.Clock(meta.train_time_s if meta else 0.0,
                            meta.target if meta else None)
   if clock.target and s.stop_at_target:
     logging.info("%s reached target_mlm_accuracy at step %d; nothing to do "
                  "(config.stop_at_target).", workdir, clock.target["step"])
-    ckpt.close()
     return {"target": clock.target, "train_time_s": meta.train_time_s}
   params, state, result, phase_evals = None, None, {}, {}
   for phase in s.phases:
@@ -189,6 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with jax.set_mesh(mesh), nn.logical_axis_rules(sharding.RULES):
       if params is None:  # fresh start, or the shapes to restore into
         params, _ = _init_params(model, phase, mesh, s.init_seed)
+        summary.start(s, data, params)
         if meta is None and s.init_from:
           params = init_from(s, params)
       if state is None or not carry:
@@ -213,7 +236,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         break
     meta = None
   ckpt.wait()
-  ckpt.close()
   writer.flush()
   if phase_evals:
     result["eval_by_phase"] = phase_evals

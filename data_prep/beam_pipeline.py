@@ -77,7 +77,8 @@ import os
 import time
 import uuid
 
-from absl import app
+
+from data_prep import cli
 from absl import flags
 from absl import logging
 import apache_beam as beam
@@ -360,17 +361,10 @@ def main(argv):
                    indent=1))
 
 
-def _main_with_errors(argv):
-  try:
-    main(argv)
-  except (job.FlagError, corpus.InputError, tokenization.VocabError) as e:
-    raise app.UsageError(str(e)) from e
-
-
 def run():
   from data_prep import create_pretraining_data as cpd  # pylint: disable=g-import-not-at-top
   flags.adopt_module_key_flags(cpd)  # --help lists them
-  app.run(_main_with_errors, flags_parser=_parse_flags)
+  cli.run(main, errors=(ValueError, OSError), flags_parser=_parse_flags)
 
 
 if __name__ == "__main__":

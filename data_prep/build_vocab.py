@@ -19,10 +19,10 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from data_prep import cli
 from data_prep import corpus
 from data_prep import fileio
 from data_prep import tokenization
@@ -75,6 +75,16 @@ def train_wordpiece(files: list[str], output: str, vocab_size: int = 30522,
   fileio.write_atomic(output, "".join(t + "\n" for t in lines))
   logging.info("Wrote %s: %d entries from %d lines (%.1f MB).", output,
                len(lines), stats.lines, stats.bytes / 2**20)
+  if len(lines) < vocab_size:
+    logging.warning("--vocab_size=%d: the corpus filled only %d entries (each "
+                    "learned piece must occur at least %d times); train on "
+                    "more text, or set model.vocab_size=%d.", vocab_size,
+                    len(lines), min_frequency, len(lines))
+  elif len(lines) > vocab_size:
+    logging.warning("--vocab_size=%d: wrote %d entries, since every character "
+                    "of the corpus (up to %d) gets one; set "
+                    "model.vocab_size=%d.", vocab_size, len(lines),
+                    limit_alphabet, len(lines))
   return len(lines)
 
 
@@ -131,7 +141,7 @@ def _define_flags():
 
 def run():
   _define_flags()
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

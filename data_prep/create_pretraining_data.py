@@ -27,15 +27,14 @@ import json
 import os
 import random
 
-from absl import app
 from absl import flags
 from absl import logging
 
+from data_prep import cli
 from data_prep import corpus
 from data_prep import fileio
 from data_prep import job
 from data_prep import pipeline
-from data_prep import tokenization
 
 FLAGS = flags.FLAGS
 
@@ -58,6 +57,9 @@ flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter target.")
 flags.DEFINE_string("output_dir", None, "Write train-NNNNN-of-NNNNN.tfrecord "
                     "shards (and eval-… shards) plus metadata.json here.")
 flags.DEFINE_integer("num_shards", 1, "Train shards with --output_dir.")
+flags.DEFINE_bool("overwrite", False, "Remove train-*/eval-* shards in "
+                  "--output_dir that this job does not write (an earlier "
+                  "run's); without it such shards are refused.")
 flags.DEFINE_integer("num_eval_shards", 1, "Eval shards with --output_dir.")
 flags.DEFINE_string("eval_output_file", None, "Comma-separated eval outputs "
                     "(with --output_file and --eval_fraction).")
@@ -124,7 +126,10 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
       output_dir=FLAGS.output_dir, output_file=_split(FLAGS.output_file),
       eval_output_file=_split(FLAGS.eval_output_file),
       num_shards=FLAGS.num_shards, num_eval_shards=FLAGS.num_eval_shards,
-      unit_mb=FLAGS.unit_mb)
+      unit_mb=FLAGS.unit_mb, overwrite=FLAGS.overwrite)
+  if not (FLAGS.output_dir or outputs.output_file):
+    logging.warning("No --output_dir (or --output_file): writing to %s.",
+                    os.path.abspath("bert_jax_data"))
   out_dir = FLAGS.output_dir or (
       os.path.dirname(outputs.output_file[0]) if outputs.output_file
       else "bert_jax_data") or "."
@@ -163,14 +168,9 @@ def main(argv):
 
 
 def run():
-  app.run(_main_with_errors)
-
-
-def _main_with_errors(argv):
-  try:
-    main(argv)
-  except (job.FlagError, corpus.InputError, tokenization.VocabError) as e:
-    raise app.UsageError(str(e)) from e
+  # Flag, input and vocab errors are ValueErrors: one line each, not a
+  # traceback (data_prep/cli.py).
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

@@ -24,9 +24,9 @@ import re
 import sysconfig
 from typing import Iterator
 
-from absl import app
 from absl import flags
 
+from data_prep import cli
 from data_prep import fileio
 from data_prep import sentences as sentences_lib
 
@@ -180,7 +180,7 @@ def _define_flags():
 
 def run():
   _define_flags()
-  app.run(main)
+  cli.run(main, errors=(ValueError, OSError))
 
 
 if __name__ == "__main__":

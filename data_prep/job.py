@@ -81,6 +81,7 @@ class Outputs:
   num_shards: int = 1
   num_eval_shards: int = 1
   unit_mb: float = 32.0  # input text per work unit
+  overwrite: bool = False  # remove shards of an earlier run not rewritten
 
   def paths(self, eval_fraction: float):
     """(train shard paths, eval shard paths, metadata path)."""
@@ -91,7 +92,7 @@ class Outputs:
         raise FlagError("--eval_fraction > 0 with --output_file needs "
                         "--eval_output_file (or use --output_dir).")
       return (list(self.output_file), list(self.eval_output_file),
-              self.output_file[0] + ".metadata.json")
+              schema.sidecar_path(self.output_file[0]))
     out = self.output_dir or "bert_jax_data"
     if self.num_shards < 1 or self.num_eval_shards < 1:
       raise FlagError("--num_shards and --num_eval_shards must be >= 1.")
@@ -103,10 +104,34 @@ class Outputs:
     return train, evals, fileio.join(out, schema.METADATA_NAME)
 
 
+def _stale_shards(out: str, planned: list[str], overwrite: bool) -> None:
+  """Shards in `out` that this job will not write (an earlier run's, with
+  another shard count): refused, or with `overwrite` removed, since the
+  trainer's `train-*` glob would read them too."""
+  found = [f for kind in ("train", "eval")
+           for f in fileio.glob(fileio.join(out, f"{kind}-*-of-*.tfrecord"))]
+  stale = sorted(set(found) - set(planned))
+  if not stale:
+    return
+  if not overwrite:
+    names = ", ".join(os.path.basename(f) for f in stale[:3])
+    raise FlagError(
+        f"--output_dir={out} holds {len(stale)} shard(s) of an earlier run "
+        f"that this job would not replace ({names}{' ...' if len(stale) > 3 else ''}); "
+        "a train-* glob would read them too. Pass --overwrite to remove them, "
+        "or choose another --output_dir.")
+  for f in stale:
+    logging.info("--overwrite: removing %s", f)
+    fileio.remove(f)
+
+
 def make_plan(cfg: pipeline.PrepConfig, files: list[str],
               outputs: Outputs) -> Plan:
   """Work units (fixed by the input and flags, not by the worker count)."""
   train, evals, meta = outputs.paths(cfg.eval_fraction)
+  if not outputs.output_file:
+    _stale_shards(os.path.dirname(train[0]) or ".", train + evals,
+                  outputs.overwrite)
   if cfg.tfds_name:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     splits = tfds.even_splits(cfg.tfds_split, n=len(train))

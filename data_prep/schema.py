@@ -7,6 +7,7 @@ shards. Both halves import this module (it needs neither TensorFlow nor JAX).
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from data_prep import fileio
@@ -30,6 +31,19 @@ def feature_layout(max_seq_length: int, max_predictions_per_seq: int):
 
 class MetadataError(ValueError):
   """Shards and the consumer's configuration disagree."""
+
+
+def sidecar_path(output_file: str) -> str:
+  """The metadata file of `--output_file=x.tfrecord`: `x.metadata.json`,
+  which no `x.tfrecord*` glob (Google-style readers) matches."""
+  root, ext = os.path.splitext(output_file)
+  return (root if ext else output_file) + ".metadata.json"
+
+
+def sidecar_names(shard: str) -> tuple[str, ...]:
+  """Where a shard's own metadata may be: `sidecar_path`, then the name
+  used before it (`x.tfrecord.metadata.json`)."""
+  return tuple(dict.fromkeys((sidecar_path(shard), shard + ".metadata.json")))
 
 
 def write_metadata(path: str, metadata: dict[str, Any]) -> None:

@@ -286,6 +286,10 @@ def test_config_errors(checkpoint, tmp_path):
   with pytest.raises(ValueError, match=r"multiple of the 8 local devices"):
     finetune.finetune(_config(checkpoint, tmp_path, tmp_path / "o",
                               batch_size=12))
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(OSError, match=r"config\.output_dir=.*file/o is not "
+                     r"writable"):
+    finetune.finetune(_config(checkpoint, tmp_path, tmp_path / "file/o"))
   with pytest.raises(ValueError, match=r"exceeds the model's 64 positions"):
     finetune.finetune(_config(checkpoint, tmp_path, tmp_path / "o",
                               max_seq_length=128))
@@ -368,3 +372,20 @@ def test_cli_reports_task_errors(checkpoint, tmp_path):
       env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode != 0
   assert "no dev file (dev.tsv, dev.csv or dev.jsonl)" in proc.stderr
+
+
+def test_features_default_to_the_layers_the_model_has(checkpoint, tmp_path):
+  """Google's default is the last four layers; a 2-layer model gives its
+  two. The output format follows the extension (or is refused)."""
+  from bert_jax.downstream import features  # pylint: disable=g-import-not-at-top
+  src = tmp_path / "in.txt"
+  src.write_text("good movie ||| bad film\nfine\n")
+  out = tmp_path / "out.jsonl"
+  assert features.extract_file(checkpoint, -1, str(src), str(out), [], 16,
+                               2) == 2
+  first = json.loads(out.read_text().splitlines()[0])
+  assert [l["index"] for l in first["features"][0]["layers"]] == [-1, -2]
+  with pytest.raises(features.LayerError, match=r"x\.txt: the format follows "
+                     r"the extension, \.jsonl"):
+    features.extract_file(checkpoint, -1, str(src), str(tmp_path / "x.txt"),
+                          [], 16, 2)

@@ -90,7 +90,10 @@ def test_export_loads_cleanly_and_round_trips_exactly(minilm, tmp_path,
   cfg, params, _ = minilm
   out, encoder = str(tmp_path / "hf"), str(tmp_path / "encoder")
   interop.write_hf(out, params, cfg, vocab_file, True)
-  interop.write_hf(encoder, params, cfg, vocab_file, True, heads=False)
+  interop.write_hf(encoder, params, cfg, vocab_file, True, heads="none")
+  mlm = str(tmp_path / "mlm")
+  interop.write_hf(mlm, params, cfg, vocab_file, True, heads="mlm")
+  assert _load_info(transformers.BertForMaskedLM, mlm) == {}
   # Nothing missing or unexpected; BertModel from the full export reports
   # exactly the heads it has no use for, as with Google's own releases.
   assert _load_info(transformers.BertForPreTraining, out) == {}

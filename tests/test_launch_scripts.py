@@ -82,6 +82,7 @@ if [[ -e {tmp_path}/forbid ]]; then echo "stub {name} called" >&2; exit 97; fi
 n=$(ls {calls} | wc -l)
 printf '%s\\0' {name} "$@" > {calls}/$(printf %03d "$n")
 [[ {name} != scontrol ]] || printf 'gpu-a17\\ngpu-a18\\n'
+[[ {name} != srun ]] || exit "${{SRUN_EXIT:-0}}"
 """)
 
   class Stubs:
@@ -436,6 +437,17 @@ def test_slurm_srun_command(tmp_path, stubs):
         env={"PATH": os.environ["PATH"], "CUDA_VISIBLE_DEVICES": visible},
         capture_output=True, text=True, timeout=60)
     assert t.stdout.strip() == expected, visible
+
+
+@pytest.mark.parametrize("code,requeued", [(75, True), (1, False), (0, False)])
+def test_slurm_requeues_a_run_that_stopped_and_saved(stubs, code, requeued):
+  """Exit 75 (the trainer saved on SIGTERM before the time limit): the job
+  requeues itself and resumes; a failure is not requeued."""
+  r = _run("launch/gpu/slurm.sbatch", path=stubs.path,
+           env={**SLURM_ENV, "SRUN_EXIT": str(code)})
+  assert r.returncode == code, r.stderr
+  calls = stubs.calls()
+  assert (calls[-1] == ["scontrol", "requeue", "4242"]) == requeued, calls
 
 
 def test_slurm_container_mode(stubs):

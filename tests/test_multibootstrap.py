@@ -403,3 +403,25 @@ def test_python_dash_m(runs_dir):
        f"--experiment={runs_dir}/bad_glob/*.jsonl"],
       cwd=ROOT, capture_output=True, text=True, check=False)
   assert proc.returncode == 2 and "matches no file" in proc.stderr
+
+
+def test_cli_help_one_seed_warning_and_plot_dirs(runs_dir, capsys,
+                                                 monkeypatch):
+  with pytest.raises(SystemExit):
+    cli.parse_args(["--help"])
+  helptext = capsys.readouterr().out
+  for flag in ("--nboot", "--confidence", "--abs_threshold",
+               "--rel_threshold", "--expect_negative_effect"):
+    assert flag in helptext
+    assert helptext.split(flag, 1)[1].split("--", 1)[0].strip(), flag
+  warned = []
+  monkeypatch.setattr(cli.logging, "warning",
+                      lambda msg, *a: warned.append(msg % a))
+  argv = [f"--baseline={runs_dir}/base/seed_0/*/predictions.jsonl",
+          f"--experiment={runs_dir}/exp/*/predictions.jsonl", "--nboot=20"]
+  if importlib.util.find_spec("matplotlib"):
+    argv.append(f"--plot={runs_dir}/new/dir/ci.png")
+  cli.main(argv)
+  assert len(warned) == 1 and warned[0].startswith("--baseline has one seed")
+  if importlib.util.find_spec("matplotlib"):
+    assert (runs_dir / "new" / "dir" / "ci.png").exists()

@@ -196,7 +196,7 @@ def test_reference_engine_writes_round_robin(tmp_path, vocab_file,
                                      pipeline.masking_spec(cfg, tok))
   got = [list(job.writer.read_records(f)) for f in files]
   assert got[0] == ref[0::2] and got[1] == ref[1::2]
-  with open(files[0] + ".metadata.json") as f:
+  with open(tmp_path / "a.metadata.json") as f:  # not matched by a.tfrecord*
     assert json.load(f)["engine"] == "reference"
   assert meta["splits"]["train"]["instances"] == len(ref)
 

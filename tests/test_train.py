@@ -179,6 +179,24 @@ def test_gradient_accumulation_equals_the_large_batch():
   np.testing.assert_allclose(outs[0][1]["loss"], outs[1][1]["loss"], rtol=1e-5)
 
 
+def test_a_finished_run_extends_its_last_phase_or_refuses(full_run, data,
+                                                          tmp_path):
+  """Rerun with more phase-2 steps: the extra steps train from step 10;
+  more phase-1 steps (a finished phase) or another batch are refused."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from bert_jax import settings  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path / "w")
+  shutil.copytree(full_run[0], workdir)
+  with pytest.raises(settings.ConfigError) as e:
+    train.train_and_evaluate(_config(data, **{
+        "phase1.num_steps": 7, "phase2.global_batch_size": 8}), workdir)
+  assert "phase1.num_steps was 6, now 7 (that phase is finished)" in str(e.value)
+  assert "phase2.global_batch_size was 16, now 8" in str(e.value)
+  result = train.train_and_evaluate(_config(data, **{"phase2.num_steps": 6}),
+                                    workdir)
+  assert [m["step"] for m in result["train"]] == [11, 12]
+
+
 def test_restore_on_another_mesh(full_run, data):
   """A checkpoint written on an 8-way data-parallel mesh restores into a
   2×2×2 (data, fsdp, tensor) mesh with the same values."""

@@ -163,3 +163,21 @@ def test_shuffle_input_files_is_seeded(tmp_path, vocab_file, english_lines):
     order[name] = json.loads((out / "metadata.json").read_text())["inputs"]
   assert sorted(order["a"]) == names and order["a"] != names
   assert order["a"] == order["b"] and order["a"] != order["c"]
+
+
+def test_a_vocab_size_the_corpus_cannot_meet_is_said(tmp_path, english_lines,
+                                                     monkeypatch):
+  small = tmp_path / "small.txt"
+  small.write_text("\n".join(english_lines[:40]) + "\n")
+  warned = []
+  monkeypatch.setattr(build_vocab.logging, "warning",
+                      lambda msg, *a: warned.append(msg % a))
+  n = build_vocab.train_wordpiece([str(small)], str(tmp_path / "v.txt"),
+                                  vocab_size=30522)
+  assert n < 30522 and len(warned) == 1
+  assert f"--vocab_size=30522: the corpus filled only {n} entries" in warned[0]
+  warned.clear()
+  n = build_vocab.train_wordpiece([str(small)], str(tmp_path / "w.txt"),
+                                  vocab_size=110)
+  assert n > 110 and len(warned) == 1
+  assert f"--vocab_size=110: wrote {n} entries" in warned[0]

@@ -210,12 +210,18 @@ def _model_fields(src: Mapping[str, Any], act: str) -> dict[str, Any]:
   return out
 
 
-def config_to_hf(cfg: models.BertConfig, heads: bool = True
+# export_hf --heads: the transformers class each writes, and the state-dict
+# keys it leaves out (BertForMaskedLM has no pooler and no NSP head).
+HF_HEADS = {"pretraining": ("BertForPreTraining", ()),
+            "mlm": ("BertForMaskedLM", ("bert.pooler.", "cls.seq_relationship.")),
+            "none": ("BertModel", ("cls.",))}
+
+
+def config_to_hf(cfg: models.BertConfig, heads: str = "pretraining"
                  ) -> dict[str, Any]:
-  """Our model config → a complete HF `config.json` (BertForPreTraining, or
-  BertModel without the pretraining heads)."""
-  out = {"architectures": ["BertForPreTraining" if heads else "BertModel"],
-         "model_type": "bert"}
+  """Our model config → a complete HF `config.json` for `HF_HEADS[heads]`'s
+  class."""
+  out = {"architectures": [HF_HEADS[heads][0]], "model_type": "bert"}
   out.update({f: getattr(cfg, f) for f in SHAPE_FIELDS})
   out.update(hidden_act=ACT_TO_HF[cfg.hidden_act],
              hidden_dropout_prob=cfg.hidden_dropout_prob,
@@ -290,10 +296,13 @@ def params_from_hf(hf_dir: str, cfg: models.BertConfig, seed: int = 0
 
 def write_hf(out_dir: str, params: Any, cfg: models.BertConfig,
              vocab_file: str | None, do_lower_case: bool,
-             heads: bool = True) -> list[str]:
-  """A directory `transformers` loads: BertForPreTraining (with `heads`;
-  BertModel loads it too and reports the unused `cls.*` heads, as it does
-  for Google's releases) or, without, a BertModel-only encoder."""
+             heads: str = "pretraining") -> list[str]:
+  """A directory `transformers` loads as `HF_HEADS[heads]`'s class, nothing
+  missing or unexpected: BertForPreTraining (BertModel loads it too and
+  reports the unused `cls.*` heads, as for Google's releases),
+  BertForMaskedLM (`mlm`) or a BertModel-only encoder (`none`)."""
+  if heads not in HF_HEADS:
+    raise InteropError(f"--heads={heads}: one of {sorted(HF_HEADS)}.")
   from etils import epath  # pylint: disable=g-import-not-at-top
   from safetensors.numpy import save  # pylint: disable=g-import-not-at-top
   out = epath.Path(out_dir)
@@ -305,7 +314,7 @@ def write_hf(out_dir: str, params: Any, cfg: models.BertConfig,
     written.append(name)
 
   tensors = {k: v for k, v in to_hf(params).items()
-             if heads or not k.startswith("cls.")}
+             if not k.startswith(HF_HEADS[heads][1])}
   write("model.safetensors", save(tensors, metadata={"format": "pt"}))
   write("config.json", json.dumps(config_to_hf(cfg, heads), indent=2) + "\n")
   if vocab_file and vocab_file.endswith(".model"):

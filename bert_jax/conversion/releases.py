@@ -24,7 +24,8 @@ from data_prep import fileio
 
 def export_run(workdir: str, step: int | None, output_dir: str,
                kind: str = "hf", vocab_file: str | None = None,
-               do_lower_case: bool | None = None, heads: bool = True) -> dict:
+               do_lower_case: bool | None = None,
+               heads: str = "pretraining") -> dict:
   """A run's checkpoint (`step` None or -1: latest) → a transformers
   directory (`kind` "hf") or a TF-1 checkpoint directory ("tf")."""
   run = runs.open_run(workdir, step)

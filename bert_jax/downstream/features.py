@@ -69,8 +69,13 @@ def extract_file(workdir, step, input_file, output_file, layers,
   from bert_jax.downstream import tasks  # pylint: disable=g-import-not-at-top
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
   from bert_jax import runs  # pylint: disable=g-import-not-at-top
+  if not output_file.endswith((".jsonl", ".npz")):
+    raise LayerError(f"--output_file={output_file}: the format follows the "
+                     "extension, .jsonl (Google's) or .npz.")
   run = runs.open_run(workdir, step)
   params, cfg = run.params(), run.model_config
+  if not layers:  # the last four, as Google's default, or all there are
+    layers = [-i for i in range(1, min(4, cfg.num_hidden_layers) + 1)]
   if max_seq_length > cfg.max_position_embeddings:
     raise LayerError(f"--max_seq_length={max_seq_length} exceeds the "
                      f"model's {cfg.max_position_embeddings} positions.")

@@ -44,10 +44,12 @@ import optax
 
 from bert_jax import models
 from bert_jax import optim
+from bert_jax import preflight
 from bert_jax import runs
 from bert_jax import sharding
 from bert_jax import xla_cpu
 from bert_jax.conversion import interop
+from bert_jax.downstream import options
 from bert_jax.downstream import tasks
 from bert_jax.stats import metrics as metrics_lib
 from data_prep import fileio
@@ -195,11 +197,6 @@ def init_params(model: Classifier, encoder: Any, seed_key) -> dict:
 
 
 # --- outputs -----------------------------------------------------------------
-def _write(path: str, text: str) -> None:
-  """Write-then-rename, so readers never see a partial file."""
-  fileio.write_atomic(path, text)
-
-
 def _prediction_lines(logits: np.ndarray, labels, regression: bool) -> str:
   lines = []
   for i, row in enumerate(logits):
@@ -226,14 +223,12 @@ def _json(x) -> str:
 
 
 # --- the run -----------------------------------------------------------------
-_CHOICES = {"auto": None, "true": True, "false": False}
-
-
 def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   """Fine-tunes, evaluates and writes the outputs; returns the summary that
   is also written to metrics.json. `config` has every field of
   configs/finetune.py (start from its `get_config()`)."""
-  c = _settings(config)
+  c = options.read(config)
+  preflight.writable(c.output_dir, "config.output_dir")  # before training
   t0 = time.perf_counter()
   job = _load(c)
   prep, state = _prepare(job)
@@ -241,82 +236,11 @@ def finetune(config: ml_collections.ConfigDict | Mapping[str, Any]) -> dict:
   return _write_outputs(job, prep, state, epochs, logits, t0)
 
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-  """The fine-tuning config (configs/finetune.py, which holds the defaults
-  and says what each field does), read once and checked."""
-  init_checkpoint: str
-  init_step: int
-  task_dir: str
-  task_name: str
-  output_dir: str
-  text_a: str
-  text_b: str
-  label: str
-  has_header: bool
-  test_has_header: str
-  test_text_a: str
-  test_text_b: str
-  labels: str
-  regression: bool
-  metric: str
-  max_seq_length: int
-  batch_size: int
-  learning_rate: float
-  num_epochs: float
-  warmup_proportion: float
-  weight_decay: float
-  clip_norm: float
-  dropout: float
-  seed: int
-  vocab_file: str
-  do_lower_case: str
-  dtype: str
-  cpu_dots: str
-
-
-def _settings(config: Mapping) -> Options:
-  """`config` (every field of configs/finetune.py) as checked `Options`;
-  paths made absolute (relative to where the job started)."""
-  config = dict(config)
-  names = [f.name for f in dataclasses.fields(Options)]
-  missing = [n for n in names if n not in config]
-  unknown = sorted(set(config) - set(names))
-  if unknown:
-    raise ValueError(f"Unknown config fields {unknown}; see "
-                     "configs/finetune.py.")
-  if missing:
-    raise ValueError(f"The config lacks {missing}; start from "
-                     "configs/finetune.py's get_config().")
-  for field in ("init_checkpoint", "task_dir", "output_dir"):
-    if not config[field]:
-      raise ValueError(f"config.{field} is required.")
-  for field in ("init_checkpoint", "task_dir", "output_dir", "vocab_file"):
-    config[field] = fileio.resolve(config[field])
-  for field in ("text_a", "text_b", "label", "test_text_a", "test_text_b",
-                "test_has_header", "do_lower_case", "cpu_dots"):
-    config[field] = str(config[field])  # column numbers may come as ints
-  c = Options(**config)
-  xla_cpu.check(c.cpu_dots)
-  for field in ("test_has_header", "do_lower_case"):
-    if getattr(c, field).lower() not in _CHOICES:
-      raise ValueError(f"config.{field}={getattr(c, field)!r}: auto, true or "
-                       "false.")
-  if c.num_epochs <= 0 or not 0 <= c.warmup_proportion < 1:
-    raise ValueError(f"config.num_epochs={c.num_epochs} must be > 0 and "
-                     f"config.warmup_proportion={c.warmup_proportion} in "
-                     "[0, 1).")
-  if not (c.dropout == -1 or 0 <= c.dropout < 1):
-    raise ValueError(f"config.dropout={c.dropout}: in [0, 1), or -1 for the "
-                     "checkpoint's.")
-  return c
-
-
 @dataclasses.dataclass
 class _Job:
   """What `_load` gathers for the run: settings, task, checkpoint, model
   config, features."""
-  c: Options
+  c: options.Options
   task: Any
   names: list[str]
   run: runs.Run
@@ -332,7 +256,7 @@ def _load(c) -> _Job:
   task = tasks.load_task(
       c.task_dir, str(c.text_a), str(c.text_b), str(c.label),
       bool(c.has_header), c.labels, bool(c.regression), c.task_name,
-      test_has_header=_CHOICES[str(c.test_has_header).lower()],
+      test_has_header=options.CHOICES[str(c.test_has_header).lower()],
       test_text_a=str(c.test_text_a), test_text_b=str(c.test_text_b) or None)
   names = metric_names(c.metric, task.regression, len(task.labels or ()))
   devices = jax.local_devices()
@@ -359,7 +283,7 @@ def _load(c) -> _Job:
                      "config.vocab_file.")
   interop.check_vocab(vocab_file, cfg)
   if str(c.do_lower_case).lower() != "auto":
-    lower = _CHOICES[str(c.do_lower_case).lower()]
+    lower = options.CHOICES[str(c.do_lower_case).lower()]
   tok = tokenization.load_tokenizer(vocab_file, lower)
   splits = {"train": task.train, "dev": task.dev, "test": task.test}
   feats = {name: tasks.featurize(split.examples(), tok, c.max_seq_length)
@@ -485,15 +409,15 @@ def _write_outputs(job: _Job, prep: _Prepared, state: dict,
   out = os.path.join
   # Each .meta.json goes first: a reader that finds predictions finds it.
   files = ["predictions.meta.json", "predictions.jsonl"]
-  _write(out(c.output_dir, "predictions.meta.json"), _json(meta_out))
-  _write(out(c.output_dir, "predictions.jsonl"),
+  fileio.write_atomic(out(c.output_dir, "predictions.meta.json"), _json(meta_out))
+  fileio.write_atomic(out(c.output_dir, "predictions.jsonl"),
          _prediction_lines(logits, task.dev.labels, task.regression))
   test_metrics = None
   if task.test is not None:
     test_logits, test_metrics = _predict(job, prep, state["params"], "test",
                                          task.test)
-    _write(out(c.output_dir, "test_predictions.meta.json"), _json(meta_out))
-    _write(out(c.output_dir, "test_predictions.jsonl"),
+    fileio.write_atomic(out(c.output_dir, "test_predictions.meta.json"), _json(meta_out))
+    fileio.write_atomic(out(c.output_dir, "test_predictions.jsonl"),
            _prediction_lines(test_logits, task.test.labels, task.regression))
     files += ["test_predictions.meta.json", "test_predictions.jsonl"]
   result = {**meta_out, "final": epochs[-1]["dev"], "epochs": epochs,
@@ -506,5 +430,5 @@ def _write_outputs(job: _Job, prep: _Prepared, state: dict,
   if test_metrics:
     result["test"] = test_metrics
   files.append("metrics.json")
-  _write(out(c.output_dir, "metrics.json"), _json(result))
+  fileio.write_atomic(out(c.output_dir, "metrics.json"), _json(result))
   return {**result, "output_dir": c.output_dir, "files": files}

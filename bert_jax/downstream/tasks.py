@@ -302,13 +302,16 @@ def truncate_pair(a: list, b: list, max_length: int) -> None:
 
 
 def featurize(examples, tokenizer, max_seq_length: int):
-  """[CLS] a [SEP] (b [SEP]) ids, segments and lengths."""
+  """[CLS] a [SEP] (b [SEP]) ids and segments. As Google's
+  run_classifier.py / extract_features.py, a pair is a pair when b has
+  tokens (`if tokens_b:`): a b that tokenizes to nothing gives a single."""
   texts = [t for a, b in examples for t in ((a, b) if b else (a,))]
   ids = iter(tokenizer.encode(texts))
   rows, segs = [], []
   for _, b in examples:
     ta = list(next(ids))
     tb = list(next(ids)) if b else []
+    b = bool(tb)
     if b:
       truncate_pair(ta, tb, max_seq_length - 3)
     else:

@@ -35,6 +35,7 @@ import argparse
 import dataclasses
 import glob
 import json
+import logging
 import os
 import re
 import sys
@@ -161,6 +162,11 @@ def _seed_list(runs):
 def compare(base, expt, args) -> dict:
   runs = base + expt
   check_aligned(runs)
+  for name, arm in (("--baseline", base), ("--experiment", expt)):
+    if len({r.seed for r in arm}) < 2:
+      logging.warning("%s has one seed: its interval covers examples only, "
+                      "not the variation between pretraining seeds that "
+                      "the multi-bootstrap is for.", name)
   metric = _metric_name(args.metric, runs)
   preds, labels, score_fn, per_example = _scoring(metric, runs)
   run_info = {"seed": [r.seed for r in runs],
@@ -223,8 +229,13 @@ def _figure(flag: str, **kw):
   return Figure(**kw)
 
 
+def _plot_dir(path: str) -> None:
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+
+
 def plot_ci(result: dict, path: str) -> None:
   """Baseline/experiment intervals (left) and the delta interval (right)."""
+  _plot_dir(path)
   rep = result["report"]
   fig = _figure("--plot", figsize=(8, 2.6), layout="constrained")
   left, right = fig.subplots(1, 2, width_ratios=[3, 2])
@@ -248,6 +259,7 @@ def plot_ci(result: dict, path: str) -> None:
 
 
 def plot_curve(curve: dict, confidence: float, path: str) -> None:
+  _plot_dir(path)
   fig = _figure("--curve_plot", figsize=(6, 4), layout="constrained")
   ax = fig.subplots()
   pts = curve["points"]
@@ -300,12 +312,18 @@ def parse_args(argv=None) -> argparse.Namespace:
                  help="Default: the 'metric' of the .meta.json files.")
   p.add_argument("--paired", action="store_true",
                  help="Both arms use the same pretraining seeds.")
-  p.add_argument("--nboot", type=int, default=1000)
+  p.add_argument("--nboot", type=int, default=1000,
+                 help="Bootstrap samples (default %(default)s).")
   p.add_argument("--seed", type=int, default=0, help="RandomState seed.")
-  p.add_argument("--confidence", type=float, default=0.95)
-  p.add_argument("--expect_negative_effect", action="store_true")
-  p.add_argument("--abs_threshold", type=float)
-  p.add_argument("--rel_threshold", type=float)
+  p.add_argument("--confidence", type=float, default=0.95,
+                 help="Interval coverage, e.g. 0.95 (default %(default)s).")
+  p.add_argument("--expect_negative_effect", action="store_true",
+                 help="The hypothesis is that the experiment scores lower.")
+  p.add_argument("--abs_threshold", type=float,
+                 help="Smallest absolute delta that matters: report "
+                      "P(delta > X) (MultiBERTs' practical significance).")
+  p.add_argument("--rel_threshold", type=float,
+                 help="As --abs_threshold, relative to the baseline mean.")
   p.add_argument("--no_sample_seeds", action="store_true",
                  help="Do not resample pretraining seeds.")
   p.add_argument("--no_sample_examples", action="store_true",
@@ -356,7 +374,6 @@ def main(argv=None) -> dict:
 
 def run() -> None:
   """Console entry point: user errors print one line and exit with status 2."""
-  import logging  # pylint: disable=g-import-not-at-top
   logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
   try:
     main()

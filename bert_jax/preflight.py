@@ -1,0 +1,128 @@
+"""What a training run needs, checked before its first step.
+
+`check(s, workdir)` looks at every phase's files at once — they exist, their
+metadata.json fits the phase's shape and the model's vocab — and at the
+workdir (writable), so that a mistake in phase 2's data is reported before
+phase 1 trains, not after. Each problem is one line naming the config field
+and the fix. It returns what the run will read, for the start-up log (`summary.start`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+
+from absl import logging
+
+from bert_jax import input_pipeline
+from bert_jax import settings
+from data_prep import fileio
+from data_prep import schema
+
+DataError = input_pipeline.DataError
+
+
+@dataclasses.dataclass(frozen=True)
+class Files:
+  """One phase's train or held-out files and what their metadata says."""
+  field: str  # e.g. "phase1.train_files"
+  files: tuple[str, ...]
+  examples: int | None  # from metadata.json (None: no metadata)
+  vocab_size: int | None  # the data's vocabulary, where recorded
+
+
+def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
+  """{field: Files} for every phase's train and eval files; raises
+  DataError / ConfigError / OSError naming the field and the fix."""
+  writable(workdir, "--workdir")
+  out = {}
+  for p in s.phases:
+    for kind in ("train", "eval"):
+      field = f"{p.name}.{kind}_files"
+      patterns = getattr(p, f"{kind}_files")
+      if not patterns:
+        if kind == "train":
+          raise DataError(f"{field} is not set: give the phase's TFRecord "
+                          f"glob (--config.{field}=...).")
+        continue
+      batch = p.global_batch_size if kind == "train" else s.eval_batch_size
+      out[field] = _phase_files(field, patterns, input_pipeline.DataSpec(
+          patterns, p.max_seq_length, p.max_predictions_per_seq, batch,
+          s.model.vocab_size))
+  return out
+
+
+def writable(directory: str, flag: str) -> None:
+  """Creates `directory` if needed and writes (then removes) a small file
+  there; raises OSError naming `flag` where it cannot."""
+  probe = os.path.join(directory, f".write-test-{uuid.uuid4().hex[:8]}")
+  try:
+    fileio.makedirs(directory)
+    with fileio.open_file(probe, "w") as f:
+      f.write("ok")
+    fileio.remove(probe)
+  except OSError as e:
+    raise OSError(f"{flag}={directory} is not writable ({e.strerror or e}); "
+                  "choose a directory you can write.") from e
+
+
+def _phase_files(field: str, patterns: str, spec) -> Files:
+  try:
+    files = input_pipeline.list_files(patterns)
+  except DataError as e:
+    raise DataError(f"{field}: {e} (Relative paths are taken from the "
+                    "directory the run starts in.)") from e
+  try:
+    input_pipeline.check_metadata(files, spec)
+  except DataError as e:
+    raise DataError(f"{field}: {e}") from e
+  examples, vocab = 0, None
+  for meta_path, matched in _by_metadata(files).items():
+    if meta_path is None:
+      examples = None
+      continue
+    meta = schema.read_metadata(meta_path)
+    vocab = meta.get("vocab", {}).get("vocab_size", vocab)
+    listed = {sh["file"]: sh.get("instances", 0)
+              for sp in meta.get("splits", {}).values()
+              for sh in sp.get("shards", ())}
+    unlisted = sorted(os.path.basename(f) for f in matched
+                      if os.path.basename(f) not in listed)
+    if unlisted and listed:
+      logging.warning(
+          "%s matches %d file(s) that %s does not list (%s): left over from "
+          "an earlier data_prep run? They are read too; remove them or "
+          "narrow the glob.", field, len(unlisted), meta_path,
+          ", ".join(unlisted[:3]) + (" ..." if len(unlisted) > 3 else ""))
+    if examples is not None:
+      examples += sum(listed.get(os.path.basename(f), 0) for f in matched)
+  if examples is not None and examples < spec.global_batch_size:
+    batch = ("eval_batch_size" if field.endswith("eval_files") else
+             f"{field.split('.')[0]}.global_batch_size")
+    raise DataError(
+        f"{field}: {examples} examples (by metadata.json), fewer than one "
+        f"batch ({batch}={spec.global_batch_size}); lower {batch} or make "
+        "more data (data_prep --eval_fraction for held-out examples).")
+  if vocab is not None and vocab != spec.vocab_size:
+    raise settings.ConfigError(
+        f"{field}: the data's vocabulary has {vocab} entries but "
+        f"model.vocab_size={spec.vocab_size}; set "
+        f"--config.model.vocab_size={vocab} (one embedding row per entry, "
+        "as export_hf needs).")
+  return Files(field, tuple(files), examples, vocab)
+
+
+def _by_metadata(files: list[str]) -> dict[str | None, list[str]]:
+  """The files grouped by the metadata.json that describes them (None: no
+  metadata, e.g. shards from Google's script)."""
+  out: dict[str | None, list[str]] = {}
+  for f in files:
+    found = None
+    for path in (os.path.join(os.path.dirname(f), schema.METADATA_NAME),
+                 *schema.sidecar_names(f)):
+      if fileio.exists(path):
+        found = path
+        break
+    out.setdefault(found, []).append(f)
+  return out
