@@ -25,7 +25,7 @@ from data_prep import fileio
 _WORKDIR = flags.DEFINE_string("workdir", "bert_jax_demo", "Output directory.")
 _CORPUS_MB = flags.DEFINE_float("corpus_mb", 6.0, "Harvested corpus size.")
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(configs.__file__), "demo.py"),
+    "config", os.path.join(configs.DIR, "demo.py"),
     "Training config (configs/demo.py); its data files are set by the demo.",
     lock_config=True)
 

@@ -42,7 +42,7 @@ def _define_flags() -> None:
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
   if "config" not in flags.FLAGS:
     import configs  # pylint: disable=g-import-not-at-top
-    default = os.path.join(os.path.dirname(configs.__file__), "finetune.py")
+    default = os.path.join(configs.DIR, "finetune.py")
     config_flags.DEFINE_config_file("config", default, "Fine-tuning config "
                                     "(configs/finetune.py).",
                                     lock_config=True)

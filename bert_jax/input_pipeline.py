@@ -57,24 +57,32 @@ def list_files(patterns: str) -> list[str]:
   return files
 
 
+def by_metadata(files: list[str]) -> dict[str | None, list[str]]:
+  """The files grouped by the metadata file that describes them: the
+  directory's metadata.json, else the shard's sidecar (None: no metadata,
+  e.g. shards from Google's script)."""
+  out: dict[str | None, list[str]] = {}
+  for f in files:
+    found = next((p for p in (os.path.join(os.path.dirname(f),
+                                           schema.METADATA_NAME),
+                              *schema.sidecar_names(f))
+                  if tf.io.gfile.exists(p)), None)
+    out.setdefault(found, []).append(f)
+  return out
+
+
 def check_metadata(files: list[str], spec: DataSpec) -> None:
   """Refuses data whose metadata (or first record) disagrees with `spec`."""
-  seen = set()
-  for f in files:
-    d = os.path.dirname(f)
-    for meta_path in (os.path.join(d, schema.METADATA_NAME),
-                      *schema.sidecar_names(f)):
-      if meta_path in seen or not tf.io.gfile.exists(meta_path):
-        continue
-      seen.add(meta_path)
-      try:
-        schema.check_compatible(
-            schema.read_metadata(meta_path),
-            max_seq_length=spec.max_seq_length,
-            max_predictions_per_seq=spec.max_predictions_per_seq,
-            vocab_size=spec.vocab_size, source=meta_path)
-      except schema.MetadataError as e:
-        raise DataError(str(e)) from e
+  seen = [p for p in by_metadata(files) if p is not None]
+  for meta_path in seen:
+    try:
+      schema.check_compatible(
+          schema.read_metadata(meta_path),
+          max_seq_length=spec.max_seq_length,
+          max_predictions_per_seq=spec.max_predictions_per_seq,
+          vocab_size=spec.vocab_size, source=meta_path)
+    except schema.MetadataError as e:
+      raise DataError(str(e)) from e
   if not seen:  # e.g. shards from Google's script: check the first record
     record = next(iter(tf.data.TFRecordDataset(files[:1]).take(1)), None)
     if record is None:

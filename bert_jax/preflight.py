@@ -78,7 +78,7 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
   except DataError as e:
     raise DataError(f"{field}: {e}") from e
   examples, vocab = 0, None
-  for meta_path, matched in _by_metadata(files).items():
+  for meta_path, matched in input_pipeline.by_metadata(files).items():
     if meta_path is None:
       examples = None
       continue
@@ -111,18 +111,3 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
         f"--config.model.vocab_size={vocab} (one embedding row per entry, "
         "as export_hf needs).")
   return Files(field, tuple(files), examples, vocab)
-
-
-def _by_metadata(files: list[str]) -> dict[str | None, list[str]]:
-  """The files grouped by the metadata.json that describes them (None: no
-  metadata, e.g. shards from Google's script)."""
-  out: dict[str | None, list[str]] = {}
-  for f in files:
-    found = None
-    for path in (os.path.join(os.path.dirname(f), schema.METADATA_NAME),
-                 *schema.sidecar_names(f)):
-      if fileio.exists(path):
-        found = path
-        break
-    out.setdefault(found, []).append(f)
-  return out

@@ -10,6 +10,7 @@ name, as is one with a field training does not know.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 
 import ml_collections
@@ -289,7 +290,6 @@ def resume_changes(saved: dict, s: Settings, phase: int, phase_step: int
   Raises ConfigError naming every field that may not change: those in
   FIXED_ON_RESUME, the step counts of phases already finished (the global
   steps would move), or the current phase shortened below its checkpoint."""
-  import json  # pylint: disable=g-import-not-at-top
   old, new = _flat(saved), _flat(json.loads(s.config_json))
   changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
              if old.get(k) != new.get(k)}
