@@ -9,7 +9,8 @@ for a whole global batch inside the jitted step:
   `spec.rate`: min(max_predictions, max(1, round(real tokens × rate))),
   [CLS]/[SEP] counted as Google counts them, never predicted;
 * with `spec.whole_word`, a word (a piece and the continuation pieces after
-  it, `continuation[id]`) is masked whole or not at all: words are visited
+  it, `continuation[id]`: WordPiece's "##", SentencePiece pieces without a
+  word-start "▁") is masked whole or not at all: words are visited
   in random order and each is taken when it fits in what is left of the
   count (Google's rule: a word too long is skipped, the next one tried);
 * each chosen token becomes [MASK] with probability `spec.mask`, a random id
@@ -18,6 +19,14 @@ for a whole global batch inside the jitted step:
 Everything is a function of the key and the batch: with the key folded from
 (seed, step) the masks are a pure function of (seed, step, example) and do
 not depend on the mesh or the host count (threefry keys are partitionable).
+
+The trainer (`phaseN.masking=dynamic`) calls `apply`, which first restores
+the original ids of Google-format masked shards (`restore`; shards written
+with `data_prep --masking=none` have nothing to restore), then draws. The
+vocabulary facts it needs ([MASK], [CLS], [SEP], the continuation pieces)
+come from the data's vocab file (`load_vocab`). Held-out shards without
+masks get Google's masks from a fixed seed instead (`host_masker`), so every
+run evaluates on the same predictions.
 """
 
 from __future__ import annotations
@@ -27,6 +36,14 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from data_prep import masking as static_masking
+from data_prep import tokenization
+
+# Folded into the data seed for the masks' keys, so that they differ from the
+# dropout keys even when both seeds are the shared `config.seed`.
+_MASK_STREAM = 0x6D61736B
+EVAL_MASK_SEED = 20190524  # held-out shards without masks: fixed for all runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,8 +87,10 @@ def draw(key, input_ids, input_mask, spec: MaskSpec,
       input_ids, jnp.asarray(spec.special_ids, input_ids.dtype))
   if spec.whole_word and continuation is not None:
     cont = jnp.asarray(continuation)[input_ids] & candidate
-    prev = jnp.pad(candidate[:, :-1], ((0, 0), (1, 0)))
-    start = candidate & ~(cont & prev)  # a "##" piece after a word joins it
+    # A "##" piece joins the word of the candidate before it, even across a
+    # [SEP] (Google's rule); the first candidate always starts a word.
+    after_one = (jnp.cumsum(candidate, axis=1) - candidate) > 0
+    start = candidate & ~(cont & after_one)
   else:
     start = candidate
   word = jnp.cumsum(start, axis=1) - 1  # word number of each token
@@ -120,3 +139,96 @@ def _fill(lengths, count):
 def continuation_table(vocab: list[str]) -> np.ndarray:
   """bool [len(vocab)]: WordPiece "##" continuation pieces."""
   return np.array([t.startswith("##") for t in vocab], bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+  """The vocabulary facts masking needs, from the data's vocab file."""
+  source: str
+  size: int
+  mask_id: int
+  cls_id: int
+  sep_id: int
+  continuation: np.ndarray  # bool [size]: the piece continues a word
+  random_ids: np.ndarray  # Google's replacement draws (the word list)
+
+
+def load_vocab(path: str, kind: str = "auto", do_lower_case: bool = True,
+               sha256: str | None = None, where: str = "") -> Vocab:
+  """`path` (vocab.txt or a SentencePiece .model) as a `Vocab`; with
+  `sha256` (metadata.json's), refuses a different file than the data's."""
+  try:
+    tok = tokenization.load_tokenizer(path, do_lower_case, kind)
+  except tokenization.VocabError as e:
+    raise ValueError(f"{where}{e} Dynamic masking needs the data's vocab: "
+                     "set --config.vocab_file=... where it has moved.") from e
+  if sha256 and tok.fingerprint != sha256:
+    raise ValueError(f"{where}{path} is not the vocab the data was written "
+                     "with (its sha256 differs from metadata.json's).")
+  return Vocab(path, tok.vocab_size, tok.mask_id, tok.cls_id, tok.sep_id,
+               np.asarray(tok.continuation, bool),
+               np.asarray(tok.random_ids, np.int64))
+
+
+def phase_spec(phase, vocab: Vocab) -> MaskSpec:
+  """The `MaskSpec` of a `settings.Phase` (`mask_rate`, `mask_token_prob`,
+  `random_token_prob`, `whole_word_masking`)."""
+  return MaskSpec(max_predictions=phase.max_predictions_per_seq,
+                  vocab_size=vocab.size, mask_id=vocab.mask_id,
+                  special_ids=(0, vocab.cls_id, vocab.sep_id),
+                  rate=phase.mask_rate, mask=phase.mask_token_prob,
+                  random=phase.random_token_prob,
+                  whole_word=phase.whole_word_masking)
+
+
+def step_key(data_seed: int):
+  """The masks' key before folding in the global step."""
+  return jax.random.fold_in(jax.random.PRNGKey(data_seed), _MASK_STREAM)
+
+
+def restore(batch: dict):
+  """The original `input_ids` of a masked batch: each predicted position
+  gets its target back (a no-op where `masked_lm_weights` are zero)."""
+  ids, pos = batch["input_ids"], batch["masked_lm_positions"]
+  rows = jnp.arange(ids.shape[0])[:, None]
+  current = jnp.take_along_axis(ids, pos, axis=1)
+  target = jnp.where(batch["masked_lm_weights"] > 0,
+                     batch["masked_lm_ids"].astype(ids.dtype), current)
+  return ids.at[rows, pos].set(target)
+
+
+def apply(key, batch: dict, spec: MaskSpec, continuation=None) -> dict:
+  """`batch` with fresh masks drawn by `key` in place of its own."""
+  drawn = draw(key, restore(batch), batch["input_mask"], spec,
+               continuation if spec.whole_word else None)
+  return {**batch, **drawn}
+
+
+def host_masker(phase, vocab: Vocab, seed: int = EVAL_MASK_SEED):
+  """For held-out shards without masks: examples → examples with Google's
+  static masks (data_prep's masker, 80/10/10) at the phase's rate, drawn from
+  a fixed seed, so every run and recipe evaluates the same predictions."""
+  spec = static_masking.MaskingSpec(
+      max_predictions_per_seq=phase.max_predictions_per_seq,
+      masked_lm_prob=phase.mask_rate, cls_id=vocab.cls_id,
+      sep_id=vocab.sep_id, mask_id=vocab.mask_id, random_ids=vocab.random_ids,
+      continuation=vocab.continuation if phase.whole_word_masking else None)
+
+  def mask(examples: dict, stream: int = 0) -> dict:
+    rng = np.random.default_rng([seed, stream])
+    lengths = examples["input_mask"].sum(axis=1)
+    m = static_masking.mask_batch(restored_np(examples), lengths, spec, rng)
+    return {**examples, "input_ids": m.input_ids,
+            "masked_lm_positions": m.positions, "masked_lm_ids": m.label_ids,
+            "masked_lm_weights": m.weights}
+  return mask
+
+
+def restored_np(examples: dict) -> np.ndarray:
+  """`restore` in NumPy, for host-side examples."""
+  ids = np.array(examples["input_ids"], copy=True)
+  rows = np.arange(len(ids))[:, None]
+  w = examples["masked_lm_weights"] > 0
+  pos = examples["masked_lm_positions"]
+  ids[rows.repeat(pos.shape[1], 1)[w], pos[w]] = examples["masked_lm_ids"][w]
+  return ids

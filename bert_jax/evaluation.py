@@ -44,11 +44,13 @@ class HeldOut:
   over all the examples (sums over batches, then ratios), so they do not
   depend on how the examples are batched or packed."""
 
-  def __init__(self, eval_step, files: str, phase, s, mesh):
+  def __init__(self, eval_step, files: str, phase, s, mesh, mask=None):
     """`phase`: a `settings.Phase` (sequence shape); `s`: the `Settings`
     (eval_batch_size, eval_steps, eval_packing, data_streams,
-    pack_open_rows)."""
+    pack_open_rows); `mask`: for shards without masks,
+    `dynamic_masking.host_masker`'s function, applied once as read."""
     self._step, self._mesh, self._files = eval_step, mesh, files
+    self._mask = mask
     self._spec = input_pipeline.DataSpec(files, phase.max_seq_length,
                                          phase.max_predictions_per_seq,
                                          s.eval_batch_size)
@@ -62,7 +64,7 @@ class HeldOut:
     try:
       batches = input_pipeline.held_out_batches(
           self._spec, self._num_batches, self._packing, self._streams,
-          self._open_rows)
+          self._open_rows, self._mask)
     except packing.PackingError as e:
       raise input_pipeline.DataError(
           f"{self._files}: {e} (held-out data: set config.eval_packing=0)"

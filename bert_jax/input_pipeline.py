@@ -230,14 +230,16 @@ def packed_batches(spec: DataSpec, seed: int, max_per_row: int,
 
 
 def held_out_batches(spec: DataSpec, num_batches: int, max_per_row: int = 0,
-                     streams: int = -1, open_rows: int = 32) -> list[dict]:
+                     streams: int = -1, open_rows: int = 32,
+                     transform=None) -> list[dict]:
   """This host's share of a held-out evaluation as numpy batches, read once:
   the examples of the first `num_batches` global batches of
   `host_dataset(training=False)` (fewer if the data runs out; the remainder
   dropped, as there). With `max_per_row` > 0 the same examples are packed
   (`packing.Packer`) into fewer rows; the last batch is padded with empty
   rows, and a host with fewer batches gets empty ones, so that every process
-  runs the same steps."""
+  runs the same steps. `transform(examples, stream)`: applied to each
+  stream's examples before batching (e.g. masks for unmasked shards)."""
   parts, per_stream = _host_streams(spec, 0, 0, False, None, None, streams)
   want = num_batches * per_stream
   streams_ex = []
@@ -250,6 +252,10 @@ def held_out_batches(spec: DataSpec, num_batches: int, max_per_row: int = 0,
   streams_ex = [{k: v[:n] for k, v in ex.items()} for ex in streams_ex]
   if not n:
     return []
+  if transform is not None:
+    first = (jax.process_index() * resolve_streams(streams, jax.process_count())
+             // jax.process_count())
+    streams_ex = [transform(ex, first + i) for i, ex in enumerate(streams_ex)]
   if not max_per_row:
     return [{k: np.concatenate([ex[k][i:i + per_stream] for ex in streams_ex])
              for k in streams_ex[0]} for i in range(0, n, per_stream)]

@@ -15,6 +15,7 @@ import uuid
 
 from absl import logging
 
+from bert_jax import dynamic_masking
 from bert_jax import input_pipeline
 from bert_jax import settings
 from data_prep import fileio
@@ -30,6 +31,8 @@ class Files:
   files: tuple[str, ...]
   examples: int | None  # from metadata.json (None: no metadata)
   vocab_size: int | None  # the data's vocabulary, where recorded
+  masked: bool = True  # False: written with data_prep --masking=none
+  vocab: dict | None = None  # metadata.json's "vocab" (kind, file, sha256)
 
 
 def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
@@ -50,7 +53,39 @@ def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
       out[field] = _phase_files(field, patterns, input_pipeline.DataSpec(
           patterns, p.max_seq_length, p.max_predictions_per_seq, batch,
           s.model.vocab_size))
+      if kind == "train" and not out[field].masked and not p.dynamic:
+        raise settings.ConfigError(
+            f"{field}: the shards have no masks (data_prep --masking=none); "
+            f"set --config.{p.name}.masking=dynamic to draw them in training.")
   return out
+
+
+def masking_vocab(s: settings.Settings, data: dict[str, Files]
+                  ) -> dynamic_masking.Vocab | None:
+  """The vocab dynamic masking needs (None if no phase masks dynamically and
+  every held-out split has its masks): `config.vocab_file`, else the one the
+  data's metadata.json names, checked against its fingerprint."""
+  users = [f for p in s.phases for f in data.values()
+           if f.field.startswith(p.name + ".") and
+           ((p.dynamic and f.field.endswith("train_files")) or not f.masked)]
+  if not users:
+    return None
+  recorded = next((f.vocab for f in users if f.vocab), None)
+  where = f"{users[0].field}: "
+  if s.vocab_file:
+    return dynamic_masking.load_vocab(
+        s.vocab_file, (recorded or {}).get("kind", "auto"),
+        (recorded or {}).get("do_lower_case", True),
+        (recorded or {}).get("sha256"), where="config.vocab_file: ")
+  if not recorded or not recorded.get("file"):
+    raise settings.ConfigError(
+        f"{where}masks are drawn in training but the shards' metadata names "
+        "no vocab file (e.g. shards from Google's script): set "
+        "--config.vocab_file=vocab.txt.")
+  return dynamic_masking.load_vocab(
+      recorded["file"], recorded.get("kind", "auto"),
+      recorded.get("do_lower_case", True), recorded.get("sha256"),
+      where=where)
 
 
 def writable(directory: str, flag: str) -> None:
@@ -77,13 +112,15 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
     input_pipeline.check_metadata(files, spec)
   except DataError as e:
     raise DataError(f"{field}: {e}") from e
-  examples, vocab = 0, None
+  examples, vocab, masked, vocab_meta = 0, None, True, None
   for meta_path, matched in input_pipeline.by_metadata(files).items():
     if meta_path is None:
       examples = None
       continue
     meta = schema.read_metadata(meta_path)
     vocab = meta.get("vocab", {}).get("vocab_size", vocab)
+    vocab_meta = meta.get("vocab", vocab_meta)
+    masked = masked and schema.masked(meta)
     listed = {sh["file"]: sh.get("instances", 0)
               for sp in meta.get("splits", {}).values()
               for sh in sp.get("shards", ())}
@@ -110,4 +147,4 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
         f"model.vocab_size={spec.vocab_size}; set "
         f"--config.model.vocab_size={vocab} (one embedding row per entry, "
         "as export_hf needs).")
-  return Files(field, tuple(files), examples, vocab)
+  return Files(field, tuple(files), examples, vocab, masked, vocab_meta)

@@ -53,7 +53,16 @@ class Phase:
   schedule: str
   decay_fraction: float
   packing: int
+  masking: str  # static | dynamic
+  mask_rate: float
+  mask_token_prob: float
+  random_token_prob: float
+  whole_word_masking: bool
   carry_optimizer_state: bool
+
+  @property
+  def dynamic(self) -> bool:
+    return self.masking == "dynamic"
 
   @property
   def end(self) -> int:
@@ -95,6 +104,7 @@ class Settings:
   dropout_prng: str
   init_from: str
   init_from_step: int
+  vocab_file: str
   model: models.BertConfig
   optimizer: Optimizer
   phases: tuple[Phase, ...]  # those with num_steps > 0, in order
@@ -134,8 +144,9 @@ def resolve_paths(config: ml_collections.ConfigDict
     for field in ("train_files", "eval_files"):
       if config.get(name) is not None and config[name].get(field):
         config[name][field] = fileio.resolve_list(config[name][field])
-  if config.get("init_from"):
-    config.init_from = fileio.resolve(config.init_from)
+  for field in ("init_from", "vocab_file"):
+    if config.get(field):
+      config[field] = fileio.resolve(config[field])
   return config
 
 
@@ -233,10 +244,31 @@ def _check(s: Settings) -> None:
       if not 0 <= k <= p.max_seq_length // 2:
         raise ConfigError(f"{name}={k}: 0 (off) or the most examples per row "
                           "(an example has at least 2 tokens).")
+    _check_masking(p)
     if p.max_seq_length > s.model.max_position_embeddings:
       raise ConfigError(
           f"{p.name}.max_seq_length={p.max_seq_length} exceeds "
           f"model.max_position_embeddings={s.model.max_position_embeddings}.")
+
+
+def _check_masking(p: Phase) -> None:
+  if p.masking not in ("static", "dynamic"):
+    raise ConfigError(f"{p.name}.masking={p.masking!r}: static (the shards' "
+                      "masks) or dynamic (drawn at each step).")
+  if not p.dynamic:
+    return
+  if p.packing:
+    raise ConfigError(f"{p.name}.masking=dynamic with {p.name}.packing="
+                      f"{p.packing}: not supported together yet; set "
+                      f"--config.{p.name}.packing=0.")
+  if not 0 < p.mask_rate <= 1:
+    raise ConfigError(f"{p.name}.mask_rate={p.mask_rate}: in (0, 1].")
+  shares = (p.mask_token_prob, p.random_token_prob)
+  if min(shares) < 0 or sum(shares) > 1:
+    raise ConfigError(
+        f"{p.name}.mask_token_prob={p.mask_token_prob} and "
+        f"random_token_prob={p.random_token_prob}: shares of the predicted "
+        "tokens, each >= 0, summing to at most 1.")
 
 
 def check_mesh(s: Settings, mesh) -> None:

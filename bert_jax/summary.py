@@ -29,15 +29,26 @@ def start(s: settings.Settings, data: dict, params) -> None:
                m.intermediate_size, m.vocab_size, m.dtype)
   for p in s.phases:
     logging.info("%s: steps %d-%d, batch %d%s at seq %d (%d predictions), "
-                 "%s schedule, peak rate %g, %d warm-up.", p.name, p.start,
+                 "%s schedule, peak rate %g, %d warm-up; %s.", p.name, p.start,
                  p.end, p.global_batch_size,
                  f" rows packed up to {p.packing}" if p.packing else "",
                  p.max_seq_length, p.max_predictions_per_seq, p.schedule,
-                 p.learning_rate, p.warmup_steps)
+                 p.learning_rate, p.warmup_steps, masking(p))
   for f in data.values():
-    logging.info("%s: %d file(s), %s examples%s.", f.field, len(f.files),
+    logging.info("%s: %d file(s), %s examples%s%s.", f.field, len(f.files),
                  "unknown" if f.examples is None else f"{f.examples:,}",
-                 "" if f.vocab_size is None else f", vocab {f.vocab_size}")
+                 "" if f.vocab_size is None else f", vocab {f.vocab_size}",
+                 "" if f.masked else ", no masks (data_prep --masking=none)")
+
+
+def masking(p: settings.Phase) -> str:
+  """How a phase's masks are made, in words."""
+  if not p.dynamic:
+    return "the shards' masks"
+  kept = 1 - p.mask_token_prob - p.random_token_prob
+  return (f"masks drawn each step at {p.mask_rate:g} "
+          f"({p.mask_token_prob:.0%} [MASK] / {p.random_token_prob:.0%} random "
+          f"/ {kept:.0%} kept{', whole words' if p.whole_word_masking else ''})")
 
 
 def lines(result: dict, workdir: str, step: int | None) -> list[str]:

@@ -25,6 +25,7 @@ import ml_collections
 import optax
 
 from bert_jax import checkpointing
+from bert_jax import dynamic_masking
 from bert_jax import evaluation
 from bert_jax import flops
 from bert_jax import input_pipeline
@@ -72,12 +73,18 @@ def dropout_key(seed: int, prng: str = "threefry2x32"):
 
 
 def make_train_step(model, tx, accum: int, seed: int,
-                    skip_nonfinite: bool = False, prng: str = "threefry2x32"):
+                    skip_nonfinite: bool = False, prng: str = "threefry2x32",
+                    masks=None):
   """(state, batch) → (state, metrics); one optimizer update. Metric
   `nonfinite` is 1 when the loss or gradient norm is NaN/Inf; with
   `skip_nonfinite` such a step leaves parameters and optimizer unchanged;
-  `prng`: the dropout key's implementation (`dropout_key`)."""
+  `prng`: the dropout key's implementation (`dropout_key`). `masks`:
+  (data seed, MaskSpec, continuation table) to draw the batch's masks afresh
+  (dynamic masking, keyed by the global step), or None (the batch's own)."""
   key = dropout_key(seed, prng)
+  if masks is not None:
+    mask_seed, mask_spec, continuation = masks
+    mask_key = dynamic_masking.step_key(mask_seed)
   def loss_fn(params, micro, rng):
     mlm, nsp = model.apply({"params": params}, micro["input_ids"],
                            micro["input_mask"], micro["segment_ids"],
@@ -97,6 +104,10 @@ def make_train_step(model, tx, accum: int, seed: int,
 
   def train_step(state, batch):
     rng = jax.random.fold_in(key, state["global_step"])
+    if masks is not None:  # over the whole batch, before any micro-batching
+      batch = dynamic_masking.apply(
+          jax.random.fold_in(mask_key, state["global_step"]), batch,
+          mask_spec, continuation)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     if accum == 1:
       (_, metrics), grads = grad_fn(state["params"], batch, rng)
@@ -158,6 +169,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   init_from) are taken from the current directory."""
   s, workdir = settings.read(config), fileio.resolve(workdir)
   data = preflight.check(s, workdir)  # every phase's files, before step 1
+  vocab = preflight.masking_vocab(s, data)  # for masks drawn in training
   mesh = sharding.create_mesh(s.mesh.data, s.mesh.fsdp, s.mesh.tensor,
                               dcn_data=s.mesh.dcn_data)
   settings.check_mesh(s, mesh)
@@ -179,7 +191,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       logging.info("Resuming with %s changed: %r -> %r.", field, old, new)
   try:
     with ckpt.stop_on_signals():
-      result = _train(s, mesh, ckpt, latest, meta, data, workdir)
+      result = _train(s, mesh, ckpt, latest, meta, data, workdir, vocab)
   except BaseException:
     ckpt.abandon()  # a save in flight completes before the error surfaces
     raise
@@ -189,10 +201,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return result
 
 
-def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir
-           ) -> dict:
+def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir,
+           vocab=None) -> dict:
   """The phases from the checkpoint `latest` (with record `meta`) or from
-  the start."""
+  the start; `vocab`: `preflight.masking_vocab`'s."""
   model = models.BertForPreTraining(s.model)
   writer = _Writer(workdir)
   clock = evaluation.Clock(meta.train_time_s if meta else 0.0,
@@ -225,7 +237,8 @@ def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir
         logging.info("Resumed from step %d (phase %d).", latest,
                      phase.index + 1)
       result = _run_phase(s, model, tx, phase, state, mesh, ckpt, writer,
-                          clock, meta.data_streams if resume_here else None)
+                          clock, meta.data_streams if resume_here else None,
+                          vocab, data)
       if result.get("stopped"):
         break
       if "eval" in result:
@@ -278,7 +291,8 @@ def _train_batches(s: settings.Settings, phase: settings.Phase, spec,
 
 
 def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
-               mesh, ckpt, writer, clock, saved_streams=None) -> dict:
+               mesh, ckpt, writer, clock, saved_streams=None, vocab=None,
+               data=None) -> dict:
   spec = _batch_spec(phase, model.cfg)
   first = int(state["global_step"]) - phase.start
   streams = input_pipeline.resolve_streams(s.data_streams,
@@ -292,15 +306,20 @@ def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
   skip = s.on_nonfinite == "skip"
   opts = xla_cpu.compiler_options(s.cpu_dots, model.cfg.hidden_size,
                                   mesh.devices.flat[0].platform)
+  masks = ((s.data_seed, dynamic_masking.phase_spec(phase, vocab),
+            vocab.continuation) if phase.dynamic else None)
   step_fn = jax.jit(make_train_step(model, tx, s.optimizer.grad_accum_steps,
-                                    s.init_seed, skip, s.dropout_prng),
+                                    s.init_seed, skip, s.dropout_prng, masks),
                     in_shardings=(state_sh, data_sh), compiler_options=opts,
                     out_shardings=(state_sh, None), donate_argnums=0)
   batches = _train_batches(s, phase, spec, first, streams, data_sh)
   if phase.eval_files:
+    held = (data or {}).get(f"{phase.name}.eval_files")
     evaluate = evaluation.HeldOut(
         jax.jit(evaluation.make_eval_step(model), compiler_options=opts),
-        phase.eval_files, phase, s, mesh)
+        phase.eval_files, phase, s, mesh,
+        None if held is None or held.masked else
+        dynamic_masking.host_masker(phase, vocab))
   held_out = lambda: clock.evaluate(lambda: evaluate(state["params"]), state)
   schedule = phase.learning_rate_schedule()
   metrics_hist, evals = [], []

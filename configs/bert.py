@@ -44,10 +44,13 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # initialisation + dropout and data order, unless split:
   config.init_seed = -1  # parameter init and dropout (-1: seed)
-  config.data_seed = -1  # training-data order (-1: seed); masks are static
+  config.data_seed = -1  # training-data order and dynamic masks (-1: seed)
   config.dropout_prng = "threefry2x32"  # | rbg | unsafe_rbg (faster masks)
   config.init_from = ""  # workdir (a run or `bert_jax.convert import_*`)
   config.init_from_step = -1  # its checkpoint to start from (-1: latest)
+  # Dynamic masking's vocab ([MASK], "##" pieces): "" for the one the data's
+  # metadata.json names; set it for shards without metadata or moved files.
+  config.vocab_file = ""
 
   config.model = ml_collections.ConfigDict()
   config.model.vocab_size = 30522  # must cover the data's vocabulary
@@ -101,6 +104,14 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # Pack up to this many examples per row (0: off, as Google). Packed, the
   # batch counts rows: ~1.3-2x more examples per step (eval: eval_packing).
   config.phase1.packing = 0
+  # static: the shards' masks (Google's, fixed by data_prep) | dynamic: drawn
+  # afresh at each step on the device (RoBERTa/MosaicBERT; shards with or
+  # without masks, data_prep --masking=none). The rest apply to dynamic only.
+  config.phase1.masking = "static"
+  config.phase1.mask_rate = 0.15  # share of tokens predicted (Google's 0.15)
+  config.phase1.mask_token_prob = 0.8  # predicted tokens shown as [MASK]
+  config.phase1.random_token_prob = 0.1  # ... as a random token (rest: kept)
+  config.phase1.whole_word_masking = False  # mask "##" pieces with their word
 
   config.phase2 = ml_collections.ConfigDict()
   config.phase2.train_files = ""  # TFRecord glob(s) at seq 512
@@ -114,6 +125,11 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   config.phase2.schedule = "google"  # as phase1.schedule
   config.phase2.decay_fraction = 0.2  # wsd: share of steps decaying to 0
   config.phase2.packing = 0  # 3 for NVIDIA/MLPerf-style packed phase 2
+  config.phase2.masking = "static"  # as phase1.masking
+  config.phase2.mask_rate = 0.15
+  config.phase2.mask_token_prob = 0.8
+  config.phase2.random_token_prob = 0.1
+  config.phase2.whole_word_masking = False
 
   config.phase1.carry_optimizer_state = False  # (phase 1 starts fresh)
   config.phase2.carry_optimizer_state = False  # True: keep LAMB moments

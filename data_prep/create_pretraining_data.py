@@ -54,6 +54,10 @@ flags.DEFINE_integer("dupe_factor", 10, "Passes over the input, each with "
 flags.DEFINE_float("masked_lm_prob", 0.15, "Masked LM probability.")
 flags.DEFINE_float("short_seq_prob", 0.1, "Probability of a shorter target.")
 # Additions.
+flags.DEFINE_enum("masking", "static", ["static", "none"], "static: "
+                  "Google's masks, fixed in the shards; none: the same "
+                  "features with masked_lm_* all zero, for training with "
+                  "phaseN.masking=dynamic (masks drawn at each step).")
 flags.DEFINE_string("output_dir", None, "Write train-NNNNN-of-NNNNN.tfrecord "
                     "shards (and eval-… shards) plus metadata.json here.")
 flags.DEFINE_integer("num_shards", 1, "Train shards with --output_dir.")
@@ -150,7 +154,8 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
       chinese_wwm=FLAGS.chinese_wwm, max_seq_length=FLAGS.max_seq_length,
       max_predictions_per_seq=FLAGS.max_predictions_per_seq,
       random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
-      masked_lm_prob=FLAGS.masked_lm_prob, short_seq_prob=FLAGS.short_seq_prob,
+      masked_lm_prob=FLAGS.masked_lm_prob, masking=FLAGS.masking,
+      short_seq_prob=FLAGS.short_seq_prob,
       eval_fraction=FLAGS.eval_fraction, pool_tokens=FLAGS.pool_tokens,
       tfds_name=FLAGS.tfds_name, tfds_split=FLAGS.tfds_split,
       tfds_text_key=FLAGS.tfds_text_key, tfds_data_dir=FLAGS.tfds_data_dir)

@@ -47,6 +47,8 @@ def check_flags(cfg: pipeline.PrepConfig) -> None:
         f"in [1, {most}] (at most max_seq_length - 3 tokens can be masked).")
   if not 0.0 < cfg.masked_lm_prob <= 1.0:
     raise FlagError(f"--masked_lm_prob={cfg.masked_lm_prob}: must be in (0, 1].")
+  if cfg.masking not in ("static", "none"):
+    raise FlagError(f"--masking={cfg.masking}: static or none.")
   if not 0.0 <= cfg.short_seq_prob <= 1.0:
     raise FlagError(f"--short_seq_prob={cfg.short_seq_prob}: must be in [0, 1].")
   if cfg.dupe_factor < 1:
@@ -262,9 +264,11 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
 
 
 def _reference(cfg, files, tok, plan):
-  if cfg.eval_fraction > 0 or cfg.chinese_wwm or cfg.tfds_name:
+  if (cfg.eval_fraction > 0 or cfg.chinese_wwm or cfg.tfds_name or
+      cfg.masking != "static"):
     raise FlagError("--engine=reference reproduces Google's script: it takes "
-                    "text files only, without --eval_fraction/--chinese_wwm.")
+                    "text files only, without --eval_fraction/--chinese_wwm/"
+                    "--masking=none.")
   stats = pipeline.UnitStats()
   records = reference.reference_examples(files, cfg, tok,
                                          pipeline.masking_spec(cfg, tok), stats)

@@ -42,6 +42,7 @@ class PrepConfig:
   random_seed: int = 12345
   dupe_factor: int = 10
   masked_lm_prob: float = 0.15
+  masking: str = "static"  # static (Google's) | none (no masks: dynamic)
   short_seq_prob: float = 0.1
   eval_fraction: float = 0.0
   pool_tokens: int = 4_000_000
@@ -156,11 +157,26 @@ def _pool_records(split, docs, cfg, tok, spec, np_rng, stats):
     part = spans.take(np.arange(b, min(b + ENCODE_BATCH, len(spans))))
     batch = instances_lib.assemble(pool, part, cfg.max_seq_length, tok.cls_id,
                                    tok.sep_id)
-    masked = masking.mask_batch(batch.tokens, batch.lengths, spec, np_rng,
-                                batch.continuation)
+    if cfg.masking == "none":
+      masked = _unmasked(batch, spec, np_rng)
+    else:
+      masked = masking.mask_batch(batch.tokens, batch.lengths, spec, np_rng,
+                                  batch.continuation)
     stats.instances[split] += len(part)
     stats.random_next += int(batch.next_sentence_labels.sum())
     stats.masked += int(masked.weights.sum())
     yield split, len(part), writer.encode_pretraining_batch(
         masked.input_ids, batch.lengths, batch.segment_ids, masked.positions,
         masked.label_ids, masked.weights, batch.next_sentence_labels)
+
+
+def _unmasked(batch, spec, np_rng) -> masking.MaskedBatch:
+  """`--masking=none`: the tokens as they are and all-zero `masked_lm_*`
+  (Google's features and widths, nothing to predict). The masking seed is
+  drawn all the same, so the instances equal the static run's, masks undone."""
+  np_rng.integers(2**32)
+  n, p = len(batch.tokens), spec.max_predictions_per_seq
+  return masking.MaskedBatch(
+      input_ids=np.ascontiguousarray(batch.tokens, np.int32),
+      positions=np.zeros((n, p), np.int32), label_ids=np.zeros((n, p), np.int32),
+      weights=np.zeros((n, p), np.float32))

@@ -29,6 +29,12 @@ def feature_layout(max_seq_length: int, max_predictions_per_seq: int):
           ("next_sentence_labels", "int64", 1))
 
 
+def masked(meta: dict[str, Any]) -> bool:
+  """Whether the shards carry MLM masks (False: `--masking=none`; their
+  masked_lm_* features are all zero)."""
+  return meta.get("config", {}).get("masking", "static") != "none"
+
+
 class MetadataError(ValueError):
   """Shards and the consumer's configuration disagree."""
 

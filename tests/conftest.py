@@ -70,15 +70,26 @@ def google():
   return tokenization, create_pretraining_data
 
 
+def _tiny_shards(tmp_path_factory, vocab_file, english_corpus,
+                 masking: str) -> str:
+  from data_prep import job  # pylint: disable=g-import-not-at-top
+  from data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  d = str(tmp_path_factory.mktemp(f"tiny_shards_{masking}"))
+  job.generate(pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=32,
+                                   max_predictions_per_seq=5, dupe_factor=1,
+                                   eval_fraction=0.1, masking=masking),
+               [english_corpus], job.Outputs(output_dir=d, num_shards=2))
+  return d
+
+
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory, vocab_file, english_corpus) -> str:
   """Seq-32 shards of `english_corpus` (5 predictions, dupe 1, 10% held out
   as eval-*, two train shards): the data `tiny.config` trains on."""
-  from data_prep import job  # pylint: disable=g-import-not-at-top
-  from data_prep import pipeline  # pylint: disable=g-import-not-at-top
-  d = str(tmp_path_factory.mktemp("tiny_shards"))
-  job.generate(pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=32,
-                                   max_predictions_per_seq=5, dupe_factor=1,
-                                   eval_fraction=0.1),
-               [english_corpus], job.Outputs(output_dir=d, num_shards=2))
-  return d
+  return _tiny_shards(tmp_path_factory, vocab_file, english_corpus, "static")
+
+
+@pytest.fixture(scope="session")
+def tiny_unmasked_shards(tmp_path_factory, vocab_file, english_corpus) -> str:
+  """`tiny_shards` written with `--masking=none` (for dynamic masking)."""
+  return _tiny_shards(tmp_path_factory, vocab_file, english_corpus, "none")

@@ -1,6 +1,9 @@
 """Dynamic masking: Google's counts and 80/10/10, whole words, a pure
 function of the key that does not depend on the mesh."""
 
+import os
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +11,7 @@ import pytest
 
 from bert_jax import dynamic_masking as dm
 from bert_jax import sharding
+import tiny
 
 CLS, SEP, MASK, VOCAB = 101, 102, 103, 1000
 SPEC = dm.MaskSpec(max_predictions=20, vocab_size=VOCAB, mask_id=MASK,
@@ -108,3 +112,154 @@ def test_bad_shares_are_refused():
   with pytest.raises(ValueError, match="summing to at most 1"):
     dm.MaskSpec(20, VOCAB, MASK, (0,), mask=0.8, random=0.3)
   assert jnp.all(dm.predictions_per_example(jnp.ones((1, 10)), SPEC) == 2)
+
+
+def test_a_continuation_after_sep_joins_the_word_before_it():
+  """Google's rule: a "##" piece joins the previous candidate's word even
+  across a [SEP]; the first candidate starts a word even if it is "##"."""
+  cont = np.zeros(VOCAB, bool)
+  cont[900:] = True
+  ids = np.array([[CLS, 900, 500, SEP, 901, 902, 600, SEP]], np.int32)
+  mask = np.ones_like(ids)
+  spec = dm.MaskSpec(max_predictions=7, vocab_size=VOCAB, mask_id=MASK,
+                     special_ids=(0, CLS, SEP), whole_word=True, rate=0.3)
+  # Words {1}, {2, 4, 5}, {6}; 2 predictions: the 3-piece word never fits,
+  # the two single ones always do (Google's greedy fill skips, not stops).
+  draw = jax.jit(lambda key: dm.draw(key, ids, mask, spec, cont))
+  for seed in range(20):
+    out = jax.tree_util.tree_map(np.asarray, draw(jax.random.PRNGKey(seed)))
+    chosen = out["masked_lm_positions"][0][out["masked_lm_weights"][0] > 0]
+    assert chosen.tolist() == [1, 6], seed
+
+
+def _records(pattern):
+  from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  files = input_pipeline.list_files(pattern)
+  spec = input_pipeline.DataSpec(pattern, 32, 5, 1)
+  ds = tf.data.TFRecordDataset(files).batch(10_000).map(
+      input_pipeline._parse_fn(spec))  # pylint: disable=protected-access
+  return {k: np.concatenate([b[k] for b in ds.as_numpy_iterator()])
+          for k in ("input_ids", "input_mask", "masked_lm_positions",
+                    "masked_lm_ids", "masked_lm_weights",
+                    "next_sentence_labels")}
+
+
+def test_unmasked_shards_are_the_static_ones_with_masks_undone(
+    tiny_shards, tiny_unmasked_shards, vocab_file):
+  """data_prep --masking=none writes the same instances as the static run,
+  with no [MASK] and all-zero masked_lm_*; `restore` (device) and
+  `restored_np` (host) undo a static shard's masks exactly."""
+  from data_prep import schema  # pylint: disable=g-import-not-at-top
+  for split in ("train", "eval"):
+    static = _records(f"{tiny_shards}/{split}-*")
+    plain = _records(f"{tiny_unmasked_shards}/{split}-*")
+    assert len(plain["input_ids"]) == len(static["input_ids"]) > 20
+    for k in ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights"):
+      assert not plain[k].any(), k
+    assert not (plain["input_ids"] == 103).any()  # [MASK]
+    assert static["masked_lm_weights"].sum() > 0
+    np.testing.assert_array_equal(dm.restored_np(static), plain["input_ids"])
+    np.testing.assert_array_equal(
+        np.asarray(jax.jit(dm.restore)(static)), plain["input_ids"])
+    np.testing.assert_array_equal(static["next_sentence_labels"],
+                                  plain["next_sentence_labels"])
+    # Fresh masks depend on the key and the tokens, not on the old masks.
+    spec = dm.MaskSpec(5, 30522, 103, (0, 101, 102))
+    redrawn = [jax.tree_util.tree_map(np.asarray, jax.jit(
+        lambda b: dm.apply(jax.random.PRNGKey(1), b, spec))(x))
+               for x in (static, plain)]
+    for k in redrawn[0]:
+      np.testing.assert_array_equal(redrawn[0][k], redrawn[1][k])
+    assert not np.array_equal(redrawn[0]["masked_lm_positions"],
+                              static["masked_lm_positions"])
+  meta = schema.read_metadata(f"{tiny_unmasked_shards}/metadata.json")
+  assert not schema.masked(meta) and schema.masked(
+      schema.read_metadata(f"{tiny_shards}/metadata.json"))
+
+
+def test_held_out_masks_are_googles_and_fixed(tiny_shards, vocab_file):
+  """Held-out shards without masks get Google's count at the phase's rate
+  from a fixed seed: the same for every call, whatever masks the shards
+  had."""
+  import types  # pylint: disable=g-import-not-at-top
+  vocab = dm.load_vocab(vocab_file)
+  phase = types.SimpleNamespace(max_predictions_per_seq=5, mask_rate=0.15,
+                                whole_word_masking=False)
+  ex = _records(f"{tiny_shards}/eval-*")
+  plain = {**ex, "input_ids": dm.restored_np(ex),
+           **{k: np.zeros_like(ex[k]) for k in
+              ("masked_lm_positions", "masked_lm_ids", "masked_lm_weights")}}
+  mask = dm.host_masker(phase, vocab)
+  a, b = mask(plain), mask(ex)
+  for k in a:
+    np.testing.assert_array_equal(a[k], b[k])
+  n = ex["input_mask"].sum(1)
+  np.testing.assert_array_equal(a["masked_lm_weights"].sum(1),
+                                np.minimum(5, np.maximum(1, np.rint(n * 0.15))))
+  assert not np.array_equal(a["masked_lm_positions"],
+                            ex["masked_lm_positions"])
+  assert not np.array_equal(mask(plain, stream=1)["masked_lm_positions"],
+                            a["masked_lm_positions"])
+
+
+def _dynamic(files, steps, eval_files=""):
+  c = tiny.config(files, steps)
+  c.phase1.update(masking="dynamic", eval_files=eval_files)
+  c.checkpoint.update(save_every=2, async_save=False)
+  c.log_every, c.eval_batch_size, c.eval_steps = 1, 8, 2
+  return c
+
+
+def _params(workdir):
+  from bert_jax import checkpointing  # pylint: disable=g-import-not-at-top
+  ckpt = checkpointing.Checkpointer(workdir, 1, 10)
+  state, _ = ckpt.restore_arrays(ckpt.latest_step())
+  ckpt.close()
+  return jax.tree_util.tree_leaves(state["params"])
+
+
+def test_dynamic_training_is_the_same_from_either_shards_and_on_resume(
+    tiny_shards, tiny_unmasked_shards, tmp_path):
+  """Masks drawn in training: unmasked shards, and static shards with their
+  masks undone, train the same model bit for bit; a run stopped at step 2
+  and resumed equals the uninterrupted one; held-out shards without masks
+  evaluate with fixed masks."""
+  from bert_jax import train  # pylint: disable=g-import-not-at-top
+  whole = train.train_and_evaluate(_dynamic(
+      f"{tiny_unmasked_shards}/train-*", 4, f"{tiny_unmasked_shards}/eval-*"),
+      str(tmp_path / "a"))
+  config = _dynamic(f"{tiny_shards}/train-*", 4)
+  first = train.train_and_evaluate(config, str(tmp_path / "b"))
+  shutil.rmtree(tmp_path / "b" / "checkpoints" / "4")  # as if killed after 2
+  rest = train.train_and_evaluate(config, str(tmp_path / "b"))
+  losses = [m["loss"] for m in whole["train"]]
+  assert losses == [m["loss"] for m in first["train"]]
+  assert losses[2:] == [m["loss"] for m in rest["train"]]
+  for a, b in zip(_params(str(tmp_path / "a")), _params(str(tmp_path / "b"))):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  ev = whole["eval"]
+  assert ev["eval_examples"] == 16 and 0 <= ev["eval_mlm_accuracy"] < 1
+
+
+def test_masking_settings_are_checked(tiny_unmasked_shards, tmp_path):
+  from bert_jax import settings  # pylint: disable=g-import-not-at-top
+  from bert_jax import train  # pylint: disable=g-import-not-at-top
+  c = tiny.config(f"{tiny_unmasked_shards}/train-*", 2)
+  with pytest.raises(settings.ConfigError,
+                     match="phase1.train_files: the shards have no masks"):
+    train.train_and_evaluate(c, str(tmp_path / "w"))
+  assert not os.listdir(tmp_path / "w")  # refused before anything was written
+  for field, value, message in (
+      ("packing", 2, "not supported together yet"),
+      ("mask_rate", 0.0, "mask_rate=0.0"),
+      ("random_token_prob", 0.3, "summing to at most 1"),
+      ("masking", "sometimes", "static .* or dynamic")):
+    c = _dynamic(f"{tiny_unmasked_shards}/train-*", 2)
+    c.phase1[field] = value
+    with pytest.raises(settings.ConfigError, match=message):
+      settings.read(c)
+  c = _dynamic(f"{tiny_unmasked_shards}/train-*", 2)
+  c.vocab_file = str(tmp_path / "missing.txt")
+  with pytest.raises(ValueError, match="config.vocab_file: .*no such file"):
+    train.train_and_evaluate(c, str(tmp_path / "v"))
