@@ -1,7 +1,7 @@
 r"""Convert checkpoints between bert_jax, Hugging Face and Google TF formats.
 
   python -m bert_jax.convert export_hf --workdir=RUN [--step=N] --output_dir=HF \
-      [--heads=none]
+      [--heads=mlm|none]
   python -m bert_jax.convert export_tf --workdir=RUN [--step=N] --output_dir=TF
   python -m bert_jax.convert import_hf --hf_dir=HF --workdir=OUT
   python -m bert_jax.convert import_tf --tf_checkpoint=DIR/bert_model.ckpt \
@@ -38,9 +38,10 @@ _VOCAB_FILE = flags.DEFINE_string(
 _LOWER = flags.DEFINE_enum("do_lower_case", "auto", ["auto", "true", "false"],
                            "Tokenizer casing (auto: from the source).")
 _HEADS = flags.DEFINE_enum(
-    "heads", "pretraining", ["pretraining", "mlm", "none"], "export_hf: "
+    "heads", "auto", ["auto", "pretraining", "mlm", "none"], "export_hf: "
     "BertForPreTraining (MLM and NSP heads), BertForMaskedLM (mlm: no pooler, "
-    "no NSP head) or the encoder only (none: BertModel).")
+    "no NSP head) or the encoder only (none: BertModel); auto: pretraining, "
+    "or mlm for an MLM-only run (model.nsp=False).")
 _SEED = flags.DEFINE_integer("seed", 0, "Initialises heads the source lacks.")
 
 

@@ -98,9 +98,10 @@ class HeldOut:
     out = {f"eval_{k}": float(v) for k, v in
            losses.losses_from_sums(sums, maximum=max).items()}
     out["eval_examples"] = sums["nsp_count"]
-    # Always guessing the commoner label: what NSP accuracy must beat.
-    random_next = sums["nsp_random_next"] / max(sums["nsp_count"], 1.0)
-    out["eval_nsp_majority"] = max(random_next, 1.0 - random_next)
+    if "nsp_random_next" in sums:
+      # Always guessing the commoner label: what NSP accuracy must beat.
+      random_next = sums["nsp_random_next"] / max(sums["nsp_count"], 1.0)
+      out["eval_nsp_majority"] = max(random_next, 1.0 - random_next)
     return out
 
 

@@ -68,7 +68,8 @@ def pretraining_sums(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
   many of them are random-next pairs (label 1). Added over
   batches they give Google's eval metrics (TF streaming means). A masked
   position counts as correct when its label's logit is the row maximum
-  (Google's argmax == label, except that an exact tie also counts). `mlm`:
+  (Google's argmax == label, except that an exact tie also counts).
+  `nsp_logits` None (MLM only): the `mlm_*` sums and `nsp_count`. `mlm`:
   logits [B, P, V], or the (nll, hit) pair the model returns when given
   `masked_lm_ids`."""
   if isinstance(mlm, tuple):
@@ -77,6 +78,11 @@ def pretraining_sums(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,
     nll, hit, _ = nll_and_hit(mlm.astype(jnp.float32),
                                masked_lm_ids.astype(jnp.int32))
   w = masked_lm_weights.astype(jnp.float32)
+  if nsp_logits is None:  # MLM only: the examples are still counted
+    count = (jnp.float32(w.shape[0]) if nsp_weights is None else
+             jnp.sum(nsp_weights.astype(jnp.float32)))
+    return {"mlm_nll": jnp.sum(w * nll), "mlm_hit": jnp.sum(w * hit),
+            "mlm_weight": jnp.sum(w), "nsp_count": count}
   labels = next_sentence_labels.reshape(-1)
   nsp_logits = nsp_logits.reshape(-1, 2).astype(jnp.float32)
   nsp_nll = -jnp.take_along_axis(jax.nn.log_softmax(nsp_logits, axis=-1),
@@ -95,12 +101,15 @@ def losses_from_sums(s: dict, maximum=jnp.maximum) -> dict:
   Σw·nll / (Σw + 1e-5), NSP = mean NLL over the examples, total = their sum;
   and the weighted accuracies. `maximum=max` for host floats."""
   mlm_loss = s["mlm_nll"] / (s["mlm_weight"] + 1e-5)
+  mlm_accuracy = s["mlm_hit"] / (s["mlm_weight"] + 1e-5)
+  if "nsp_nll" not in s:  # MLM only
+    return {"loss": mlm_loss, "mlm_loss": mlm_loss,
+            "mlm_accuracy": mlm_accuracy}
   examples = maximum(s["nsp_count"], 1.0)
   nsp_loss = s["nsp_nll"] / examples
   return {"loss": mlm_loss + nsp_loss, "mlm_loss": mlm_loss,
           "nsp_loss": nsp_loss,
-          "mlm_accuracy": s["mlm_hit"] / (s["mlm_weight"] + 1e-5),
-          "nsp_accuracy": s["nsp_hit"] / examples}
+          "mlm_accuracy": mlm_accuracy, "nsp_accuracy": s["nsp_hit"] / examples}
 
 
 def pretraining_losses(mlm, nsp_logits, masked_lm_ids, masked_lm_weights,

@@ -54,6 +54,7 @@ class BertConfig:
   remat: str = "none"  # none | full | dots (save matmul outputs)
   attention: str = "xla"  # xla (with prob. dropout) | dot_product | cudnn
   dropout_bits: int = 32  # 32: flax's Dropout | 16: cheaper masks (Dropout16)
+  nsp: bool = True  # pooler + next-sentence head (False: MLM only)
 
   def __post_init__(self):
     if self.hidden_size % self.num_attention_heads:
@@ -318,6 +319,7 @@ class Bert(nn.Module):
   an example) and `cls_positions` [B, K] (each example's first token; the
   pooled output is then [B, K, H])."""
   cfg: BertConfig
+  pooler: bool = True  # False: no pooler (MLM-only pretraining); pooled None
 
   @nn.compact
   def __call__(self, input_ids, input_mask, segment_ids,
@@ -332,6 +334,8 @@ class Bert(nn.Module):
     # -10000 on the keys a query may not see (padding queries: not masked).
     mask_bias = jnp.where(keys, 0.0, MASK_VALUE).astype(jnp.float32)
     x = Encoder(cfg, name="encoder")(x, mask_bias, deterministic)
+    if not self.pooler:
+      return x, None
     first = (x[:, 0] if cls_positions is None else
              jnp.take_along_axis(x, cls_positions[..., None], axis=1))
     pooled = Pooler(cfg, name="pooler")(first)
@@ -389,7 +393,8 @@ class NextSentenceHead(nn.Module):
 
 
 class BertForPreTraining(nn.Module):
-  """Encoder + MLM head on gathered positions + NSP head."""
+  """Encoder + MLM head on gathered positions + NSP head (`cfg.nsp`; without
+  it no pooler either, as transformers' BertForMaskedLM)."""
   cfg: BertConfig
 
   @nn.compact
@@ -399,8 +404,8 @@ class BertForPreTraining(nn.Module):
     `masked_lm_ids`, ((nll, hit) [B, P], NSP logits) instead, for training
     (see `losses.decoder_nll`); `losses.pretraining_losses` takes either.
     `packed`: the packed-row features `Bert` takes (NSP logits are then
-    [B, K, 2])."""
-    bert = Bert(self.cfg, name="bert")
+    [B, K, 2]; None with `cfg.nsp=False`)."""
+    bert = Bert(self.cfg, pooler=self.cfg.nsp, name="bert")
     seq, pooled = bert(input_ids, input_mask, segment_ids, deterministic,
                        **packed)
     gathered = jnp.take_along_axis(seq, masked_lm_positions[..., None], axis=1)
@@ -409,6 +414,8 @@ class BertForPreTraining(nn.Module):
     table = getattr(table, "value", table)  # unbox LogicallyPartitioned
     mlm = MaskedLMHead(self.cfg, name="cls_predictions")(gathered, table,
                                                           masked_lm_ids)
+    if not self.cfg.nsp:
+      return mlm, None
     nsp = NextSentenceHead(self.cfg, name="cls_seq_relationship")(pooled)
     return mlm, nsp
 

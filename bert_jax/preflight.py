@@ -32,6 +32,7 @@ class Files:
   examples: int | None  # from metadata.json (None: no metadata)
   vocab_size: int | None  # the data's vocabulary, where recorded
   masked: bool = True  # False: written with data_prep --masking=none
+  pairs: bool = True  # False: one segment per example (data_prep --nsp=False)
   vocab: dict | None = None  # metadata.json's "vocab" (kind, file, sha256)
 
 
@@ -53,6 +54,11 @@ def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
       out[field] = _phase_files(field, patterns, input_pipeline.DataSpec(
           patterns, p.max_seq_length, p.max_predictions_per_seq, batch,
           s.model.vocab_size))
+      if kind == "train" and not out[field].pairs and s.model.nsp:
+        raise settings.ConfigError(
+            f"{field}: the examples are not sentence pairs (data_prep "
+            "--nsp=False), so next-sentence prediction has nothing to learn; "
+            "set --config.model.nsp=False (MLM only).")
       if kind == "train" and not out[field].masked and not p.dynamic:
         raise settings.ConfigError(
             f"{field}: the shards have no masks (data_prep --masking=none); "
@@ -112,7 +118,7 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
     input_pipeline.check_metadata(files, spec)
   except DataError as e:
     raise DataError(f"{field}: {e}") from e
-  examples, vocab, masked, vocab_meta = 0, None, True, None
+  examples, vocab, masked, vocab_meta, pairs = 0, None, True, None, True
   for meta_path, matched in input_pipeline.by_metadata(files).items():
     if meta_path is None:
       examples = None
@@ -121,6 +127,7 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
     vocab = meta.get("vocab", {}).get("vocab_size", vocab)
     vocab_meta = meta.get("vocab", vocab_meta)
     masked = masked and schema.masked(meta)
+    pairs = pairs and schema.pairs(meta)
     listed = {sh["file"]: sh.get("instances", 0)
               for sp in meta.get("splits", {}).values()
               for sh in sp.get("shards", ())}
@@ -147,4 +154,5 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
         f"model.vocab_size={spec.vocab_size}; set "
         f"--config.model.vocab_size={vocab} (one embedding row per entry, "
         "as export_hf needs).")
-  return Files(field, tuple(files), examples, vocab, masked, vocab_meta)
+  return Files(field, tuple(files), examples, vocab, masked, pairs,
+               vocab_meta)

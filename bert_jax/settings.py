@@ -295,7 +295,7 @@ FIXED_ON_RESUME = (
     *(f"model.{f}" for f in ("vocab_size", "hidden_size", "num_hidden_layers",
                              "num_attention_heads", "intermediate_size",
                              "max_position_embeddings", "type_vocab_size",
-                             "hidden_act")),
+                             "hidden_act", "nsp")),
     "optimizer.name", "optimizer.grad_accum_steps",
     *(f"{p}.{f}" for p in _PHASES
       for f in ("max_seq_length", "max_predictions_per_seq",

@@ -27,6 +27,8 @@ def start(s: settings.Settings, data: dict, params) -> None:
                "vocab %d), %s.", f"{parameter_count(params):,}",
                m.num_hidden_layers, m.hidden_size, m.num_attention_heads,
                m.intermediate_size, m.vocab_size, m.dtype)
+  if not m.nsp:
+    logging.info("MLM only (model.nsp=False): no pooler, no NSP head or loss.")
   for p in s.phases:
     logging.info("%s: steps %d-%d, batch %d%s at seq %d (%d predictions), "
                  "%s schedule, peak rate %g, %d warm-up; %s.", p.name, p.start,
@@ -56,8 +58,9 @@ def lines(result: dict, workdir: str, step: int | None) -> list[str]:
   out = []
   for name, ev in (result.get("eval_by_phase") or {}).items():
     line = (f"{name}: held-out MLM accuracy {ev['eval_mlm_accuracy']:.4f} "
-            f"(loss {ev['eval_mlm_loss']:.3f}), NSP accuracy "
-            f"{ev['eval_nsp_accuracy']:.3f}")
+            f"(loss {ev['eval_mlm_loss']:.3f})")
+    if "eval_nsp_accuracy" in ev:
+      line += f", NSP accuracy {ev['eval_nsp_accuracy']:.3f}"
     majority = ev.get("eval_nsp_majority")
     if majority is not None:
       line += f" against {majority:.3f} for always guessing the commoner label"

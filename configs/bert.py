@@ -73,6 +73,9 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # Random bits per dropout decision: 16 (Dropout16, rate within 1/65536,
   # 1.03-1.13x per step) | 32 (flax's nn.Dropout masks).
   config.model.dropout_bits = 16
+  # Pooler + next-sentence head and loss (False: MLM only, as RoBERTa;
+  # pairs with data_prep --nsp=False; export_hf writes BertForMaskedLM).
+  config.model.nsp = True
 
   config.optimizer = ml_collections.ConfigDict()
   # lamb (NVIDIA/MLPerf; configs/fast.py) | adamw_google (Google's

@@ -58,6 +58,11 @@ flags.DEFINE_enum("masking", "static", ["static", "none"], "static: "
                   "Google's masks, fixed in the shards; none: the same "
                   "features with masked_lm_* all zero, for training with "
                   "phaseN.masking=dynamic (masks drawn at each step).")
+flags.DEFINE_bool("nsp", True, "Sentence pairs with next-sentence labels "
+                  "(Google's); False: one segment of whole sentences per "
+                  "example, filled to --max_seq_length across documents "
+                  "(a [SEP] between them; RoBERTa's FULL-SENTENCES), label 0, "
+                  "for model.nsp=False (--short_seq_prob is not used).")
 flags.DEFINE_string("output_dir", None, "Write train-NNNNN-of-NNNNN.tfrecord "
                     "shards (and eval-… shards) plus metadata.json here.")
 flags.DEFINE_integer("num_shards", 1, "Train shards with --output_dir.")
@@ -155,6 +160,7 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
       max_predictions_per_seq=FLAGS.max_predictions_per_seq,
       random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
       masked_lm_prob=FLAGS.masked_lm_prob, masking=FLAGS.masking,
+      nsp=FLAGS.nsp,
       short_seq_prob=FLAGS.short_seq_prob,
       eval_fraction=FLAGS.eval_fraction, pool_tokens=FLAGS.pool_tokens,
       tfds_name=FLAGS.tfds_name, tfds_split=FLAGS.tfds_split,

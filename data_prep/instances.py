@@ -255,6 +255,88 @@ def _spans_kernel(offsets, doc_ptr, dupe_factor, max_seq_length,
   return out[:m]
 
 
+def build_full_spans(pool: Pool, dupe_factor: int, max_seq_length: int
+                     ) -> Spans:
+  """`--nsp=False` (RoBERTa's FULL-SENTENCES): whole sentences taken in
+  order, across document boundaries, until the next one would not fit
+  `max_seq_length - 2` tokens (plus one [SEP] per document boundary inside);
+  a sentence longer than that is cut into pieces of that size. One segment
+  per instance (`a0:a1`, B empty, label 0); the same instances each of the
+  `dupe_factor` passes (their masks differ)."""
+  out = _full_kernel(pool.offsets, pool.doc_ptr, max_seq_length - 2)
+  out = np.tile(out, (dupe_factor, 1))
+  zeros = np.zeros(len(out), bool)
+  return Spans(out[:, 0], out[:, 1], out[:, 1], out[:, 1], zeros)
+
+
+@numba.njit(cache=True)
+def _full_kernel(offsets, doc_ptr, budget):  # pragma: no cover - compiled
+  n_docs = len(doc_ptr) - 1
+  out = np.empty((2 * len(offsets) + 2 * (offsets[-1] // budget + 1)
+                  if len(offsets) else 1, 2), np.int64)
+  m = 0
+  cur0, cur1, used = -1, -1, 0
+  for d in range(n_docs):
+    base = doc_ptr[d]
+    for i in range(doc_ptr[d + 1] - base - 1):
+      s0, s1 = offsets[base + i], offsets[base + i + 1]
+      extra = 1 if (cur0 >= 0 and i == 0) else 0  # [SEP] between documents
+      if cur0 >= 0 and used + extra + s1 - s0 <= budget:
+        cur1, used = s1, used + extra + s1 - s0
+        continue
+      if cur0 >= 0:
+        out[m, 0], out[m, 1] = cur0, cur1
+        m += 1
+        cur0, used = -1, 0
+      while s1 - s0 > budget:
+        out[m, 0], out[m, 1] = s0, s0 + budget
+        m += 1
+        s0 += budget
+      if s1 > s0:
+        cur0, cur1, used = s0, s1, s1 - s0
+  if cur0 >= 0:
+    out[m, 0], out[m, 1] = cur0, cur1
+    m += 1
+  return out[:m]
+
+
+def assemble_full(pool: Pool, spans: Spans, max_seq_length: int, cls_id: int,
+                  sep_id: int) -> Batch:
+  """`[CLS] tokens [SEP]` rows of `build_full_spans`' instances, a [SEP]
+  where a document ends inside; one segment."""
+  n = len(spans)
+  tokens = np.zeros((n, max_seq_length), np.int32)
+  doc_start = np.zeros(len(pool.tokens) + 1, np.bool_)
+  doc_start[pool.offsets[pool.doc_ptr[:-1]]] = True
+  has_cont = pool.continuation is not None
+  cont = np.zeros((n if has_cont else 0, max_seq_length), np.bool_)
+  lengths = _assemble_full_kernel(
+      pool.tokens, pool.continuation if has_cont else np.zeros(0, np.bool_),
+      doc_start, spans.a0, spans.a1, cls_id, sep_id, tokens, cont)
+  return Batch(tokens, np.zeros_like(tokens), lengths,
+               np.zeros(n, np.int32), cont if has_cont else None)
+
+
+@numba.njit(cache=True)
+def _assemble_full_kernel(pool_tokens, pool_cont, doc_start, a0, a1, cls_id,
+                          sep_id, tokens, cont):  # pragma: no cover - compiled
+  lengths = np.empty(len(a0), np.int64)
+  for r in range(len(a0)):
+    tokens[r, 0] = cls_id
+    j = 1
+    for t in range(a0[r], a1[r]):
+      if t > a0[r] and doc_start[t]:
+        tokens[r, j] = sep_id
+        j += 1
+      tokens[r, j] = pool_tokens[t]
+      if cont.shape[0]:
+        cont[r, j] = pool_cont[t]
+      j += 1
+    tokens[r, j] = sep_id
+    lengths[r] = j + 1
+  return lengths
+
+
 @dataclasses.dataclass
 class Batch:
   tokens: np.ndarray  # int32 [N, S], zero-padded

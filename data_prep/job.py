@@ -265,10 +265,10 @@ def generate(cfg: pipeline.PrepConfig, files: list[str], outputs: Outputs,
 
 def _reference(cfg, files, tok, plan):
   if (cfg.eval_fraction > 0 or cfg.chinese_wwm or cfg.tfds_name or
-      cfg.masking != "static"):
+      cfg.masking != "static" or not cfg.nsp):
     raise FlagError("--engine=reference reproduces Google's script: it takes "
                     "text files only, without --eval_fraction/--chinese_wwm/"
-                    "--masking=none.")
+                    "--masking=none/--nsp=False.")
   stats = pipeline.UnitStats()
   records = reference.reference_examples(files, cfg, tok,
                                          pipeline.masking_spec(cfg, tok), stats)

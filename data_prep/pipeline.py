@@ -43,6 +43,7 @@ class PrepConfig:
   dupe_factor: int = 10
   masked_lm_prob: float = 0.15
   masking: str = "static"  # static (Google's) | none (no masks: dynamic)
+  nsp: bool = True  # sentence pairs (Google's) | one full-length segment
   short_seq_prob: float = 0.1
   eval_fraction: float = 0.0
   pool_tokens: int = 4_000_000
@@ -80,6 +81,9 @@ def warm_up(cfg: PrepConfig) -> None:
   pool = instances_lib.Pool.from_documents(docs)
   spans = instances_lib.build_spans(pool, 1, cfg.max_seq_length, 0.1, 0)
   batch = instances_lib.assemble(pool, spans, cfg.max_seq_length, 1, 2)
+  if not cfg.nsp:
+    full = instances_lib.build_full_spans(pool, 1, cfg.max_seq_length)
+    instances_lib.assemble_full(pool, full, cfg.max_seq_length, 1, 2)
   ids = np.arange(30, dtype=np.int64)
   spec = masking.MaskingSpec(
       min(cfg.max_predictions_per_seq, cfg.max_seq_length - 4), 0.15, 1, 2, 3,
@@ -149,14 +153,19 @@ def _pool_records(split, docs, cfg, tok, spec, np_rng, stats):
   stats.tokens += len(pool.tokens)
   if len(docs) == 1:
     stats.single_document_pools += 1
-  spans = instances_lib.build_spans(pool, cfg.dupe_factor, cfg.max_seq_length,
-                                    cfg.short_seq_prob,
-                                    int(np_rng.integers(2**32)))
+  if cfg.nsp:
+    spans = instances_lib.build_spans(pool, cfg.dupe_factor,
+                                      cfg.max_seq_length, cfg.short_seq_prob,
+                                      int(np_rng.integers(2**32)))
+    assemble = instances_lib.assemble
+  else:
+    spans = instances_lib.build_full_spans(pool, cfg.dupe_factor,
+                                           cfg.max_seq_length)
+    assemble = instances_lib.assemble_full
   spans = spans.take(np_rng.permutation(len(spans)))
   for b in range(0, len(spans), ENCODE_BATCH):
     part = spans.take(np.arange(b, min(b + ENCODE_BATCH, len(spans))))
-    batch = instances_lib.assemble(pool, part, cfg.max_seq_length, tok.cls_id,
-                                   tok.sep_id)
+    batch = assemble(pool, part, cfg.max_seq_length, tok.cls_id, tok.sep_id)
     if cfg.masking == "none":
       masked = _unmasked(batch, spec, np_rng)
     else:

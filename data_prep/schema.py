@@ -35,6 +35,12 @@ def masked(meta: dict[str, Any]) -> bool:
   return meta.get("config", {}).get("masking", "static") != "none"
 
 
+def pairs(meta: dict[str, Any]) -> bool:
+  """Whether the examples are sentence pairs with NSP labels (False:
+  `--nsp=False`, one segment each, label 0)."""
+  return meta.get("config", {}).get("nsp", True)
+
+
 class MetadataError(ValueError):
   """Shards and the consumer's configuration disagree."""
 

@@ -102,6 +102,7 @@ EXPECT = [
     ("import_tf", "init/google/checkpoints/0"),
     ("--workdir=runs/continued", "runs/continued/checkpoints/6"),
     ("--workdir=runs/fast", "runs/fast/checkpoints/4"),
+    ("--workdir=runs/mlm", "runs/mlm/checkpoints/4"),
     ("extract_features", "out.jsonl"),
     ("seed_sweep", "runs/mb/seed_0/hf/step_4"),
     ("bert_jax.finetune", "ft/sst2/seed_0/ft_0/predictions.jsonl"),

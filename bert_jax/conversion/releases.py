@@ -25,11 +25,18 @@ from data_prep import fileio
 def export_run(workdir: str, step: int | None, output_dir: str,
                kind: str = "hf", vocab_file: str | None = None,
                do_lower_case: bool | None = None,
-               heads: str = "pretraining") -> dict:
+               heads: str = "auto") -> dict:
   """A run's checkpoint (`step` None or -1: latest) → a transformers
-  directory (`kind` "hf") or a TF-1 checkpoint directory ("tf")."""
+  directory (`kind` "hf") or a TF-1 checkpoint directory ("tf"). `heads`:
+  `interop.HF_HEADS`' key, or auto (mlm for an MLM-only model)."""
   run = runs.open_run(workdir, step)
   params, cfg, step = run.params(), run.model_config, run.step
+  if heads == "auto":
+    heads = "pretraining" if cfg.nsp else "mlm"
+  elif heads == "pretraining" and not cfg.nsp:
+    raise interop.InteropError(
+        f"{workdir} is an MLM-only model (model.nsp=False): it has no pooler "
+        "or NSP head for BertForPreTraining; use --heads=mlm or none.")
   found, lower = run.vocab()
   vocab = vocab_file or found
   if vocab is None:

@@ -28,7 +28,7 @@ def extract(params, cfg, rows, segs, layers: list[int], max_seq_length: int,
   if bad:
     raise LayerError(f"--layers={bad}: the model has {n} layers "
                      f"(use {-n}..{n - 1}).")
-  model = models.Bert(cfg)
+  model = models.Bert(cfg, pooler=cfg.nsp)
   opts = xla_cpu.compiler_options(cpu_dots, cfg.hidden_size,
                                   jax.devices()[0].platform)
 
