@@ -38,8 +38,9 @@ _MODE = flags.DEFINE_enum("mode", "local", ["local", "print", "slurm", "export"]
                           "How to run the seeds.")
 _EXPORT_HF = flags.DEFINE_bool("export_hf", False, "Export every kept "
                                "checkpoint to transformers format.")
-_HEADS = flags.DEFINE_bool("export_heads", True, "Keep the MLM/NSP heads in "
-                           "exports (BertForPreTraining).")
+_HEADS = flags.DEFINE_bool("export_heads", True, "Keep the heads in exports "
+                           "(BertForPreTraining; BertForMaskedLM for an "
+                           "MLM-only run); False: the encoder only.")
 
 
 def parse_seeds(spec: str) -> list[int]:
@@ -70,7 +71,7 @@ def step_name(step: int) -> str:
   return f"step_{step // 1000}k" if step % 1000 == 0 else f"step_{step}"
 
 
-def export_seed(workdir: str, heads: str = "pretraining") -> list[str]:
+def export_seed(workdir: str, heads: str = "auto") -> list[str]:
   """Every kept checkpoint of one run → `workdir/hf/step_*`; returns the
   directories written (existing exports are kept)."""
   from etils import epath  # pylint: disable=g-import-not-at-top
@@ -134,7 +135,7 @@ def main(argv):
     run = {"workdir": seed_dir(sweep_dir, seed)}
     if _EXPORT_HF.value:
       run["exported"] = export_seed(
-          run["workdir"], "pretraining" if _HEADS.value else "none")
+          run["workdir"], "auto" if _HEADS.value else "none")
     report["runs"][seed] = run
   if _MODE.value in ("local", "export"):
     print(json.dumps(report, indent=1))

