@@ -11,8 +11,9 @@ One `train_step` is one optimizer update over the global batch; with
 `optimizer.grad_accum_steps = k` it averages the gradients of k micro-batches
 (`lax.scan`) before the update, which equals the large-batch gradient.
 Everything that decides a step (data position, dropout key = fold_in(seed,
-global step)) is a function of the step number, so a resumed run repeats an
-uninterrupted one exactly.
+global step), and with `phaseN.masking=dynamic` the masks, drawn in the step
+from a key folded the same way from `data_seed`) is a function of the step
+number, so a resumed run repeats an uninterrupted one exactly.
 """
 
 from __future__ import annotations
