@@ -136,11 +136,6 @@ def _fill(lengths, count):
   return taken.T
 
 
-def continuation_table(vocab: list[str]) -> np.ndarray:
-  """bool [len(vocab)]: WordPiece "##" continuation pieces."""
-  return np.array([t.startswith("##") for t in vocab], bool)
-
-
 @dataclasses.dataclass(frozen=True)
 class Vocab:
   """The vocabulary facts masking needs, from the data's vocab file."""
@@ -199,8 +194,7 @@ def restore(batch: dict):
 
 def apply(key, batch: dict, spec: MaskSpec, continuation=None) -> dict:
   """`batch` with fresh masks drawn by `key` in place of its own."""
-  drawn = draw(key, restore(batch), batch["input_mask"], spec,
-               continuation if spec.whole_word else None)
+  drawn = draw(key, restore(batch), batch["input_mask"], spec, continuation)
   return {**batch, **drawn}
 
 

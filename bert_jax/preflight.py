@@ -76,22 +76,19 @@ def masking_vocab(s: settings.Settings, data: dict[str, Files]
            ((p.dynamic and f.field.endswith("train_files")) or not f.masked)]
   if not users:
     return None
-  recorded = next((f.vocab for f in users if f.vocab), None)
-  where = f"{users[0].field}: "
-  if s.vocab_file:
-    return dynamic_masking.load_vocab(
-        s.vocab_file, (recorded or {}).get("kind", "auto"),
-        (recorded or {}).get("do_lower_case", True),
-        (recorded or {}).get("sha256"), where="config.vocab_file: ")
-  if not recorded or not recorded.get("file"):
+  recorded = next((f.vocab for f in users if f.vocab), None) or {}
+  if not s.vocab_file and not recorded.get("file"):
     raise settings.ConfigError(
-        f"{where}masks are drawn in training but the shards' metadata names "
-        "no vocab file (e.g. shards from Google's script): set "
-        "--config.vocab_file=vocab.txt.")
-  return dynamic_masking.load_vocab(
-      recorded["file"], recorded.get("kind", "auto"),
-      recorded.get("do_lower_case", True), recorded.get("sha256"),
-      where=where)
+        f"{users[0].field}: masks are drawn in training but the shards' "
+        "metadata names no vocab file (e.g. shards from Google's script): "
+        "set --config.vocab_file=vocab.txt.")
+  path = s.vocab_file or recorded["file"]
+  vocab = dynamic_masking.load_vocab(
+      path, recorded.get("kind", "auto"), recorded.get("do_lower_case", True),
+      recorded.get("sha256"),
+      where="config.vocab_file: " if s.vocab_file else f"{users[0].field}: ")
+  logging.info("Masks drawn in training use the vocab %s.", vocab.source)
+  return vocab
 
 
 def writable(directory: str, flag: str) -> None:

@@ -160,8 +160,7 @@ def config_from_flags() -> tuple[pipeline.PrepConfig, list[str], job.Outputs]:
       max_predictions_per_seq=FLAGS.max_predictions_per_seq,
       random_seed=FLAGS.random_seed, dupe_factor=FLAGS.dupe_factor,
       masked_lm_prob=FLAGS.masked_lm_prob, masking=FLAGS.masking,
-      nsp=FLAGS.nsp,
-      short_seq_prob=FLAGS.short_seq_prob,
+      nsp=FLAGS.nsp, short_seq_prob=FLAGS.short_seq_prob,
       eval_fraction=FLAGS.eval_fraction, pool_tokens=FLAGS.pool_tokens,
       tfds_name=FLAGS.tfds_name, tfds_split=FLAGS.tfds_split,
       tfds_text_key=FLAGS.tfds_text_key, tfds_data_dir=FLAGS.tfds_data_dir)

@@ -183,7 +183,6 @@ def example_losses(logits, labels, regression: bool):
 def init_params(model: Classifier, encoder: Any, seed_key) -> dict:
   """The checkpoint's encoder plus a classifier drawn from `seed_key`."""
   h, n = model.cfg.hidden_size, model.num_outputs
-  ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
   if "pooler" not in encoder:  # an MLM-only model: a fresh pooler, as HF
     fresh = nn.unbox(model.init(jax.random.fold_in(seed_key, 1),
                                 *[jnp.ones((1, 8), jnp.int32)] * 3)["params"])
@@ -194,6 +193,7 @@ def init_params(model: Classifier, encoder: Any, seed_key) -> dict:
   params = {"bert": encoder,
             "output_weights": _head_init(seed_key, (n, h), jnp.float32),
             "output_bias": jnp.zeros((n,), jnp.float32)}
+  ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
   want = nn.unbox(jax.eval_shape(
       lambda i: model.init(jax.random.PRNGKey(0), i, i, i), ids)["params"])
   if (jax.tree_util.tree_structure(want) !=
