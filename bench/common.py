@@ -157,7 +157,7 @@ def synthetic_batch(cfg, seq: int, preds: int, batch: int) -> dict:
 def setup(size: str, seq: int, preds: int, batch: int, dtype: str = "float32",
           prng: str = "default", mods=None, cpu_dots: str = "auto",
           **model_overrides) -> dict:
-  """Model, state, jitted step (`train.make_train_step`, LAMB) and a
+  """Model, state, jitted step (`train_step.make_train_step`, LAMB) and a
   synthetic batch. `mods`: the `bert_jax.models` to build the model from
   (the working tree's, or git HEAD's for an A/B: `git_head.module`);
   `cpu_dots`: as `config.cpu_dots`."""
@@ -166,7 +166,7 @@ def setup(size: str, seq: int, preds: int, batch: int, dtype: str = "float32",
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
   from bert_jax import optim  # pylint: disable=g-import-not-at-top
-  from bert_jax import train  # pylint: disable=g-import-not-at-top
+  from bert_jax import train_step  # pylint: disable=g-import-not-at-top
   from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   from configs import bert as bert_config  # pylint: disable=g-import-not-at-top
   mods = mods or models
@@ -184,7 +184,7 @@ def setup(size: str, seq: int, preds: int, batch: int, dtype: str = "float32",
   opts = xla_cpu.compiler_options(cpu_dots, cfg.hidden_size,
                                   jax.default_backend())
   prng = "threefry2x32" if prng == "default" else prng
-  step = jax.jit(train.make_train_step(model, tx, 1, 0, prng=prng),
+  step = jax.jit(train_step.make_train_step(model, tx, 1, 0, prng=prng),
                  donate_argnums=0, compiler_options=opts)
   return {"cfg": cfg, "model": model, "state": state, "step": step,
           "batch": b}

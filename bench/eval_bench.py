@@ -4,7 +4,7 @@ r"""Held-out evaluation against training throughput, and where eval time goes.
 
 Shards: `--files`, or `common.make_shards` (seq 128, default corpus, real
 vocab). Times, in one process, after compiling: training steps
-(`train.make_train_step`, as the trainer jits it) in examples/s; a warm
+(`train_step.make_train_step`, as the trainer jits it) in examples/s; a warm
 `evaluation.HeldOut` call as the trainer makes it (examples already in host
 memory; transfer, forward, sums back on the host), unpacked and with
 `eval_packing`; and the parts — the tf.data eval pipeline alone, and the
@@ -30,6 +30,7 @@ from bert_jax import models
 from bert_jax import settings
 from bert_jax import sharding
 from bert_jax import train
+from bert_jax import train_step
 from configs import bert as bert_config
 
 
@@ -67,7 +68,7 @@ def main():
     batches = list(input_pipeline.global_batches(
         input_pipeline.host_dataset(spec, 0, training=False).take(
             max(a.train_steps, 1)), sharding.batch_sharding(mesh)))
-    step = jax.jit(train.make_train_step(model, tx, 1, 0), donate_argnums=0)
+    step = jax.jit(train_step.make_train_step(model, tx, 1, 0), donate_argnums=0)
     state, m = step(state, batches[0])
     jax.block_until_ready(m)
 

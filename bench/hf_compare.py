@@ -7,7 +7,7 @@ Both run in this one process on the same batch (same config, batch, sequence
 length and masked positions), float32 (or both in bfloat16 mixed precision,
 `--dtype=bfloat16`), dropout on, one optimizer update per step:
 
-* ours: the jitted `train.make_train_step` exactly as the trainer builds it
+* ours: the jitted `train_step.make_train_step` exactly as the trainer builds it
   (LAMB with global-norm clipping, MLM head on the gathered positions); with
   `--ours_variants` also bench-local variants (`step_variants.py` tokens, e.g.
   `rbg` or `head`), as extra rows.

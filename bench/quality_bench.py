@@ -79,6 +79,7 @@ def prepare(work: str, corpus_mb: float, vocab_size: int, dupe: int,
     meta = json.load(f)
   return {"train": os.path.join(out, "train-*"),
           "eval": os.path.join(out, "eval-*"), "vocab_size": vocab_size,
+          "vocab_file": vocab, "corpus": corpus,
           "instances": {k: v["instances"] for k, v in meta["splits"].items()}}
 
 

@@ -13,7 +13,7 @@ and a round during which they used more than `--max_other` cores does not
 count (the table says how many rounds were clean; with none, all count).
 
 A variant is `+`-joined tokens:
-  base          train.make_train_step as the trainer builds it (threefry,
+  base          train_step.make_train_step as the trainer builds it (threefry,
                 `config.cpu_dots=auto`: oneDNN only where its probe passed)
   ynn           `cpu_dots=ynn`: XLA:CPU's default dot library (YNNPACK)
   onednn_dots   `xla_cpu.ONEDNN_DOTS` (oneDNN dots, YNNPACK reductions)

@@ -198,15 +198,17 @@ def apply(key, batch: dict, spec: MaskSpec, continuation=None) -> dict:
   return {**batch, **drawn}
 
 
-def host_masker(phase, vocab: Vocab, seed: int = EVAL_MASK_SEED):
+def host_masker(max_predictions: int, rate: float, vocab: Vocab,
+                whole_word: bool = False, seed: int = EVAL_MASK_SEED):
   """For held-out shards without masks: examples → examples with Google's
-  static masks (data_prep's masker, 80/10/10) at the phase's rate, drawn from
-  a fixed seed, so every run and recipe evaluates the same predictions."""
+  static masks (data_prep's masker, 80/10/10) at `rate` (`config.
+  eval_mask_rate`), drawn from a fixed seed, so every run and recipe
+  evaluates the same predictions."""
   spec = static_masking.MaskingSpec(
-      max_predictions_per_seq=phase.max_predictions_per_seq,
-      masked_lm_prob=phase.mask_rate, cls_id=vocab.cls_id,
-      sep_id=vocab.sep_id, mask_id=vocab.mask_id, random_ids=vocab.random_ids,
-      continuation=vocab.continuation if phase.whole_word_masking else None)
+      max_predictions_per_seq=max_predictions, masked_lm_prob=rate,
+      cls_id=vocab.cls_id, sep_id=vocab.sep_id, mask_id=vocab.mask_id,
+      random_ids=vocab.random_ids,
+      continuation=vocab.continuation if whole_word else None)
 
   def mask(examples: dict, stream: int = 0) -> dict:
     rng = np.random.default_rng([seed, stream])

@@ -13,12 +13,7 @@ from bert_jax import input_pipeline
 from bert_jax import losses
 from bert_jax import packing
 from bert_jax import sharding
-
-
-def packed_features(batch) -> dict:
-  """The packed-row features of a batch (none for unpacked batches)."""
-  return {k: batch[k] for k in ("position_ids", "pack_ids", "cls_positions")
-          if k in batch}
+from bert_jax import train_step
 
 
 def make_eval_step(model):
@@ -28,7 +23,7 @@ def make_eval_step(model):
                            batch["input_mask"], batch["segment_ids"],
                            batch["masked_lm_positions"],
                            masked_lm_ids=batch["masked_lm_ids"],
-                           **packed_features(batch))
+                           **train_step.packed_features(batch))
     return losses.pretraining_sums(mlm, nsp, batch["masked_lm_ids"],
                                    batch["masked_lm_weights"],
                                    batch["next_sentence_labels"],
@@ -44,16 +39,18 @@ class HeldOut:
   over all the examples (sums over batches, then ratios), so they do not
   depend on how the examples are batched or packed."""
 
-  def __init__(self, eval_step, files: str, phase, s, mesh, mask=None):
-    """`phase`: a `settings.Phase` (sequence shape); `s`: the `Settings`
+  def __init__(self, eval_step, files: str, phase, s, mesh, mask=None,
+               max_predictions: int | None = None):
+    """`phase`: a `settings.Phase` (sequence length); `s`: the `Settings`
     (eval_batch_size, eval_steps, eval_packing, data_streams,
     pack_open_rows); `mask`: for shards without masks,
-    `dynamic_masking.host_masker`'s function, applied once as read."""
+    `dynamic_masking.host_masker`'s function, applied once as read;
+    `max_predictions`: the held-out shards' (default: the phase's)."""
     self._step, self._mesh, self._files = eval_step, mesh, files
     self._mask = mask
-    self._spec = input_pipeline.DataSpec(files, phase.max_seq_length,
-                                         phase.max_predictions_per_seq,
-                                         s.eval_batch_size)
+    self._spec = input_pipeline.DataSpec(
+        files, phase.max_seq_length,
+        max_predictions or phase.max_predictions_per_seq, s.eval_batch_size)
     self._num_batches = s.eval_steps
     self._packing = s.eval_packing
     self._streams = s.data_streams
@@ -133,19 +130,47 @@ class Clock:
     return ev
 
 
-def check_target(target: float, step: int, ev: dict, clock: Clock,
-                 writer) -> dict | None:
-  """MLPerf-style time to accuracy: the first evaluation whose held-out MLM
-  accuracy reaches `config.target_mlm_accuracy` (0: off)."""
-  if not target or ev.get("eval_mlm_accuracy", 0.0) < target or (
+class Examples:
+  """Training examples seen since the run began (a resumed run continues
+  from its checkpoint's count): `global_batch_size` per unpacked step; for
+  packed rows, the step's `sequences` metric, summed on the host only when
+  read (a read waits for the steps dispatched so far)."""
+
+  def __init__(self, before: int = 0):
+    self._n, self._pending = before, []
+
+  def add(self, per_step: int, metrics: dict) -> None:
+    """One step: `per_step` examples, or (0) its `metrics["sequences"]`."""
+    if per_step:
+      self._n += per_step
+    else:
+      self._pending.append(metrics["sequences"])
+
+  def read(self) -> int:
+    if self._pending:
+      self._n += int(round(sum(float(x) for x in
+                               jax.device_get(self._pending))))
+      self._pending = []
+    return self._n
+
+
+def check_target(target: float, entry: dict, clock: Clock, writer
+                 ) -> dict | None:
+  """MLPerf-style time to accuracy: the record of the first evaluation
+  (`entry`: `history.History.add`'s) whose held-out MLM accuracy reaches
+  `config.target_mlm_accuracy` (0: off), or None."""
+  if not target or entry.get("eval_mlm_accuracy", 0.0) < target or (
       clock.target is not None):
     return None
   clock.target = reached = {
-      "step": step, "train_time_s": ev["train_time_s"],
-      "mlm_accuracy": ev["eval_mlm_accuracy"], "target": target}
-  writer.write_scalars(step, {"target_step": step,
-                              "target_train_time_s": ev["train_time_s"]})
-  logging.info("Reached target_mlm_accuracy=%g (held-out %.4f) at step %d "
-               "after %.1f s of training (evaluation excluded).", target,
-               ev["eval_mlm_accuracy"], step, ev["train_time_s"])
+      "target": target, "step": entry["step"], "phase": entry["phase"],
+      "examples": entry["examples"], "train_time_s": entry["train_time_s"],
+      "mlm_accuracy": entry["eval_mlm_accuracy"]}
+  writer.write_scalars(entry["step"], {
+      "target_step": entry["step"], "target_examples": entry["examples"],
+      "target_train_time_s": entry["train_time_s"]})
+  logging.info("Reached target_mlm_accuracy=%g (held-out %.4f) at step %d, "
+               "%s training examples, after %.1f s of training (evaluation "
+               "excluded).", target, entry["eval_mlm_accuracy"], entry["step"],
+               f"{entry['examples']:,}", entry["train_time_s"])
   return reached

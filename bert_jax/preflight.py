@@ -34,6 +34,7 @@ class Files:
   masked: bool = True  # False: written with data_prep --masking=none
   pairs: bool = True  # False: one segment per example (data_prep --nsp=False)
   vocab: dict | None = None  # metadata.json's "vocab" (kind, file, sha256)
+  max_predictions: int | None = None  # the records' max_predictions_per_seq
 
 
 def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
@@ -51,9 +52,12 @@ def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
                           f"glob (--config.{field}=...).")
         continue
       batch = p.global_batch_size if kind == "train" else s.eval_batch_size
+      # Held-out records may hold another number of predictions (e.g. the
+      # 15% masks every recipe is scored on); the sequence length is fixed.
+      preds = (p.max_predictions_per_seq if kind == "train" else
+               _recorded_predictions(field, patterns, p.max_predictions_per_seq))
       out[field] = _phase_files(field, patterns, input_pipeline.DataSpec(
-          patterns, p.max_seq_length, p.max_predictions_per_seq, batch,
-          s.model.vocab_size))
+          patterns, p.max_seq_length, preds, batch, s.model.vocab_size))
       if kind == "train" and not out[field].pairs and s.model.nsp:
         raise settings.ConfigError(
             f"{field}: the examples are not sentence pairs (data_prep "
@@ -105,6 +109,22 @@ def writable(directory: str, flag: str) -> None:
                   "choose a directory you can write.") from e
 
 
+def _recorded_predictions(field: str, patterns: str, default: int) -> int:
+  """The files' max_predictions_per_seq by their first metadata.json
+  (`default` where they have none, or match nothing: reported later)."""
+  try:
+    files = input_pipeline.list_files(patterns)
+  except DataError:
+    return default
+  meta_path = next((p for p in input_pipeline.by_metadata(files) if p), None)
+  if meta_path is None:
+    return default
+  try:
+    return int(schema.read_metadata(meta_path)["max_predictions_per_seq"])
+  except (schema.MetadataError, KeyError, TypeError, ValueError):
+    return default  # check_metadata names the problem
+
+
 def _phase_files(field: str, patterns: str, spec) -> Files:
   try:
     files = input_pipeline.list_files(patterns)
@@ -152,4 +172,4 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
         f"--config.model.vocab_size={vocab} (one embedding row per entry, "
         "as export_hf needs).")
   return Files(field, tuple(files), examples, vocab, masked, pairs,
-               vocab_meta)
+               vocab_meta, spec.max_predictions_per_seq)

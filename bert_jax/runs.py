@@ -40,6 +40,7 @@ class RunMeta:
   data_streams: int | None = None  # input streams the files were dealt into
   records_per_stream: int | None = None  # consumed per stream (None: packed)
   train_time_s: float = 0.0  # training wall time so far, evaluation excluded
+  examples: int | None = None  # training examples seen so far (None: older)
   target: dict | None = None  # time-to-accuracy record, once reached
   imported_from: str = ""  # import: the source checkpoint
   format: str = ""  # import: its format (hf or google)

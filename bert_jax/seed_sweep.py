@@ -12,6 +12,10 @@ scheduler; `slurm` submits one `launch/gpu/slurm.sbatch` job per seed.
 `--export_hf` writes every kept checkpoint of every finished seed to
 `SWEEP_DIR/seed_K/hf/step_<N>` (MultiBERTs naming: `step_20k`), skipping
 exports that already exist; `--mode=export` only exports (after cluster runs).
+`local` and `export` print a JSON report: per seed its final held-out MLM
+accuracy and, with `--config.target_mlm_accuracy`, when it reached the target;
+then time to target and final accuracy over the seeds with bootstrap intervals
+(`bert_jax.stats.time_to_target`, which also compares sweeps and plots them).
 """
 
 from __future__ import annotations
@@ -98,6 +102,35 @@ def _resolved(arg: str) -> str:
   return m.group(1) + fileio.resolve_list(m.group(2)) if m else arg
 
 
+def seed_results(workdirs: dict[int, str]) -> dict:
+  """Per seed (workdir with an evals.jsonl), its final held-out accuracy
+  and target record; over the seeds, `time_to_target.summarize` when every
+  seed has evaluations and the runs name a target."""
+  from bert_jax import history  # pylint: disable=g-import-not-at-top
+  from bert_jax.stats import time_to_target  # pylint: disable=g-import-not-at-top
+  per_seed, runs = {}, []
+  for seed, workdir in workdirs.items():
+    evals, target = history.read(workdir)
+    if evals:
+      per_seed[seed] = {"final_mlm_accuracy": evals[-1]["eval_mlm_accuracy"],
+                        "train_time_s": evals[-1]["train_time_s"],
+                        "target": target}
+      runs.append(time_to_target.Run(workdir, seed, evals, target))
+  out = {"per_seed": per_seed}
+  targets = {r.target_record["target"] for r in runs if r.target_record}
+  if runs and len(runs) == len(workdirs) and len(targets) <= 1:
+    target = targets.pop() if targets else None
+    if target is None:  # no run reached it, or none was set
+      from bert_jax import runs as runs_lib  # pylint: disable=g-import-not-at-top
+      target = runs_lib.open_run(runs[0].workdir).meta.config_dict.get(
+          "target_mlm_accuracy") or None
+    if target:
+      out["summary"] = time_to_target.summarize({"sweep": runs}, target)
+      logging.info("Over the seeds:\n%s", time_to_target.format_report(
+          out["summary"]))
+  return out
+
+
 def main(argv):
   extra = [_resolved(a) for a in argv[1:]]
   if not _CONFIG.value and _MODE.value != "export":
@@ -138,6 +171,8 @@ def main(argv):
           run["workdir"], "auto" if _HEADS.value else "none")
     report["runs"][seed] = run
   if _MODE.value in ("local", "export"):
+    report["held_out"] = seed_results(
+        {seed: seed_dir(sweep_dir, seed) for seed in seeds})
     print(json.dumps(report, indent=1))
 
 

@@ -114,6 +114,8 @@ class Settings:
   eval_steps: int
   eval_packing: int
   eval_every: int
+  eval_every_examples: int
+  eval_mask_rate: float
   target_mlm_accuracy: float
   stop_at_target: bool
   shuffle_buffer: int
@@ -231,6 +233,14 @@ def _check(s: Settings) -> None:
   if not 0.0 <= s.target_mlm_accuracy < 1.0:
     raise ConfigError(f"target_mlm_accuracy={s.target_mlm_accuracy}: a "
                       "held-out MLM accuracy below 1, or 0 (off).")
+  if s.eval_every < 0 or s.eval_every_examples < 0 or (
+      s.eval_every and s.eval_every_examples):
+    raise ConfigError(f"eval_every={s.eval_every}, eval_every_examples="
+                      f"{s.eval_every_examples}: set one of them (0: off).")
+  if not 0.0 < s.eval_mask_rate < 1.0:
+    raise ConfigError(f"eval_mask_rate={s.eval_mask_rate}: the share of "
+                      "tokens masked in held-out shards without masks, in "
+                      "(0, 1); 0.15 is Google's.")
   if s.target_mlm_accuracy and not s.has_eval:
     raise ConfigError("target_mlm_accuracy is set but no phase has held-out "
                       "data: set phase1.eval_files (and eval_every).")

@@ -7,9 +7,10 @@ default (NVIDIA's two-phase LAMB recipe: fresh moments, a new warm-up);
 `phaseN.carry_optimizer_state=True` keeps moments and counters instead, with
 the phase's schedule measured from its own first step.
 
-One `train_step` is one optimizer update over the global batch; with
-`optimizer.grad_accum_steps = k` it averages the gradients of k micro-batches
-(`lax.scan`) before the update, which equals the large-batch gradient.
+One step (`train_step.py`) is one optimizer update over the global batch;
+with `optimizer.grad_accum_steps = k` it averages the gradients of k
+micro-batches (`lax.scan`) before the update, which equals the large-batch
+gradient.
 Everything that decides a step (data position, dropout key = fold_in(seed,
 global step), and with `phaseN.masking=dynamic` the masks, drawn in the step
 from a key folded the same way from `data_seed`) is a function of the step
@@ -29,8 +30,8 @@ from bert_jax import checkpointing
 from bert_jax import dynamic_masking
 from bert_jax import evaluation
 from bert_jax import flops
+from bert_jax import history
 from bert_jax import input_pipeline
-from bert_jax import losses
 from bert_jax import models
 from bert_jax import nonfinite
 from bert_jax import optim
@@ -39,6 +40,7 @@ from bert_jax import runs
 from bert_jax import settings
 from bert_jax import sharding
 from bert_jax import summary
+from bert_jax import train_step
 from bert_jax import xla_cpu
 from bert_jax.conversion import interop
 from data_prep import fileio
@@ -59,91 +61,6 @@ def make_optimizer(opt: settings.Optimizer, phase: settings.Phase,
 
 
 NonFiniteError = nonfinite.NonFiniteError
-
-
-def dropout_key(seed: int, prng: str = "threefry2x32"):
-  """The dropout key of step 0. threefry2x32 (JAX's default) gives the same
-  masks on any mesh; `rbg`/`unsafe_rbg` (XLA's RngBitGenerator) are much
-  cheaper on CPU and GPU but their masks may change with the sharding."""
-  if prng == "threefry2x32":
-    return jax.random.PRNGKey(seed)
-  if prng not in ("rbg", "unsafe_rbg"):
-    raise ValueError(f"config.dropout_prng={prng!r}: expected threefry2x32, "
-                     "rbg or unsafe_rbg.")
-  return jax.random.key(seed, impl=prng)
-
-
-def make_train_step(model, tx, accum: int, seed: int,
-                    skip_nonfinite: bool = False, prng: str = "threefry2x32",
-                    masks=None):
-  """(state, batch) → (state, metrics); one optimizer update. Metric
-  `nonfinite` is 1 when the loss or gradient norm is NaN/Inf; with
-  `skip_nonfinite` such a step leaves parameters and optimizer unchanged;
-  `prng`: the dropout key's implementation (`dropout_key`). `masks`:
-  (data seed, MaskSpec, continuation table) to draw the batch's masks afresh
-  (dynamic masking, keyed by the global step), or None (the batch's own)."""
-  key = dropout_key(seed, prng)
-  if masks is not None:
-    mask_seed, mask_spec, continuation = masks
-    mask_key = dynamic_masking.step_key(mask_seed)
-  def loss_fn(params, micro, rng):
-    mlm, nsp = model.apply({"params": params}, micro["input_ids"],
-                           micro["input_mask"], micro["segment_ids"],
-                           micro["masked_lm_positions"], deterministic=False,
-                           masked_lm_ids=micro["masked_lm_ids"],
-                           rngs={"dropout": rng},
-                           **evaluation.packed_features(micro))
-    m = losses.pretraining_losses(mlm, nsp, micro["masked_lm_ids"],
-                                  micro["masked_lm_weights"],
-                                  micro["next_sentence_labels"],
-                                  micro.get("nsp_weights"))
-    # Examples and real tokens in the (micro-)batch; summed over micro-batches.
-    m["sequences"] = (jnp.sum(micro["nsp_weights"]) if "nsp_weights" in micro
-                      else jnp.float32(micro["input_ids"].shape[0]))
-    m["real_tokens"] = jnp.sum(micro["input_mask"].astype(jnp.float32))
-    return m["loss"], m
-
-  def train_step(state, batch):
-    rng = jax.random.fold_in(key, state["global_step"])
-    if masks is not None:  # over the whole batch, before any micro-batching
-      batch = dynamic_masking.apply(
-          jax.random.fold_in(mask_key, state["global_step"]), batch,
-          mask_spec, continuation)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    if accum == 1:
-      (_, metrics), grads = grad_fn(state["params"], batch, rng)
-    else:
-      micro = jax.tree_util.tree_map(
-          lambda x: x.reshape((accum, x.shape[0] // accum) + x.shape[1:]),
-          batch)
-
-      def body(carry, xs):
-        mb, k = xs
-        (_, m), g = grad_fn(state["params"], mb, jax.random.fold_in(rng, k))
-        return jax.tree_util.tree_map(jnp.add, carry, (g, m)), None
-
-      zeros = jax.tree_util.tree_map(
-          jnp.zeros_like, (state["params"], jax.eval_shape(
-              lambda: grad_fn(state["params"], jax.tree_util.tree_map(
-                  lambda x: x[0], micro), rng)[0][1])))
-      (grads, metrics), _ = jax.lax.scan(body, zeros, (micro, jnp.arange(accum)))
-      grads = jax.tree_util.tree_map(lambda g: g / accum, grads)
-      metrics = {k: v if k in ("sequences", "real_tokens") else v / accum
-                 for k, v in metrics.items()}
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    finite = jnp.isfinite(metrics["loss"]) & jnp.isfinite(metrics["grad_norm"])
-    metrics["nonfinite"] = (~finite).astype(jnp.int32)
-    if skip_nonfinite:
-      keep = lambda new, old: jnp.where(finite, new, old)
-      params = jax.tree_util.tree_map(keep, params, state["params"])
-      opt_state = jax.tree_util.tree_map(keep, opt_state, state["opt_state"])
-    new = {"params": params, "opt_state": opt_state,
-           "global_step": state["global_step"] + 1}
-    return new, metrics
-
-  return train_step
 
 
 def _init_params(model, phase, mesh, seed):
@@ -210,6 +127,9 @@ def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir,
   writer = _Writer(workdir)
   clock = evaluation.Clock(meta.train_time_s if meta else 0.0,
                            meta.target if meta else None)
+  seen = evaluation.Examples(_examples_before(s, meta))
+  log = history.History(workdir, latest, clock.target,
+                        write=jax.process_index() == 0)
   if clock.target and s.stop_at_target:
     logging.info("%s reached target_mlm_accuracy at step %d; nothing to do "
                  "(config.stop_at_target).", workdir, clock.target["step"])
@@ -239,7 +159,7 @@ def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir,
                      phase.index + 1)
       result = _run_phase(s, model, tx, phase, state, mesh, ckpt, writer,
                           clock, meta.data_streams if resume_here else None,
-                          vocab, data)
+                          vocab, data, seen, log)
       if result.get("stopped"):
         break
       if "eval" in result:
@@ -254,6 +174,21 @@ def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir,
   if phase_evals:
     result["eval_by_phase"] = phase_evals
   return result
+
+
+def _examples_before(s: settings.Settings, meta) -> int:
+  """Training examples seen up to the checkpoint `meta` records; for
+  records written before they were counted, rebuilt from the steps."""
+  if meta is None:
+    return 0
+  if meta.examples is not None:
+    return meta.examples
+  done = [(p.num_steps if p.index < meta.phase else meta.phase_step, p)
+          for p in s.phases if p.index <= meta.phase]
+  if any(p.packing for _, p in done):
+    logging.warning("The checkpoint does not record the examples seen and "
+                    "packed rows hold several: counting rows before it.")
+  return sum(n * p.global_batch_size for n, p in done)
 
 
 def init_from(s: settings.Settings, params):
@@ -293,7 +228,9 @@ def _train_batches(s: settings.Settings, phase: settings.Phase, spec,
 
 def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
                mesh, ckpt, writer, clock, saved_streams=None, vocab=None,
-               data=None) -> dict:
+               data=None, seen=None, log=None) -> dict:
+  seen = seen or evaluation.Examples()
+  log = log or history.History("", None, None, write=False)
   spec = _batch_spec(phase, model.cfg)
   first = int(state["global_step"]) - phase.start
   streams = input_pipeline.resolve_streams(s.data_streams,
@@ -309,19 +246,37 @@ def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
                                   mesh.devices.flat[0].platform)
   masks = ((s.data_seed, dynamic_masking.phase_spec(phase, vocab),
             vocab.continuation) if phase.dynamic else None)
-  step_fn = jax.jit(make_train_step(model, tx, s.optimizer.grad_accum_steps,
-                                    s.init_seed, skip, s.dropout_prng, masks),
-                    in_shardings=(state_sh, data_sh), compiler_options=opts,
-                    out_shardings=(state_sh, None), donate_argnums=0)
+  step_fn = jax.jit(
+      train_step.make_train_step(model, tx, s.optimizer.grad_accum_steps,
+                                 s.init_seed, skip, s.dropout_prng, masks),
+      in_shardings=(state_sh, data_sh), compiler_options=opts,
+      out_shardings=(state_sh, None), donate_argnums=0)
   batches = _train_batches(s, phase, spec, first, streams, data_sh)
   if phase.eval_files:
     held = (data or {}).get(f"{phase.name}.eval_files")
+    preds = held.max_predictions if held else phase.max_predictions_per_seq
     evaluate = evaluation.HeldOut(
         jax.jit(evaluation.make_eval_step(model), compiler_options=opts),
         phase.eval_files, phase, s, mesh,
-        None if held is None or held.masked else
-        dynamic_masking.host_masker(phase, vocab))
-  held_out = lambda: clock.evaluate(lambda: evaluate(state["params"]), state)
+        None if held is None or held.masked else dynamic_masking.host_masker(
+            preds, s.eval_mask_rate, vocab, phase.whole_word_masking), preds)
+
+  def held_out(step):
+    """Evaluates `state` after `step`: (evaluation record, target record
+    if this is the first evaluation at the target)."""
+    ev = clock.evaluate(lambda: evaluate(state["params"]), state)
+    entry = {"step": step, "phase": phase.name, "examples": seen.read(), **ev}
+    writer.write_scalars(step, {**ev, "examples_seen": entry["examples"]})
+    log.add(entry)
+    reached = evaluation.check_target(s.target_mlm_accuracy, entry, clock,
+                                      writer)
+    if reached is not None:
+      log.reached(reached)
+    return entry, reached
+
+  per_step = 0 if phase.packing else phase.global_batch_size
+  every = s.eval_every_examples
+  due_at = (seen.read() // every + 1) * every if every else None
   schedule = phase.learning_rate_schedule()
   metrics_hist, evals = [], []
   meter = flops.Meter(phase, model.cfg, first, s.peak_tflops)
@@ -346,6 +301,7 @@ def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
                      getattr(mem, "temp_size_in_bytes", 0) / 2**20,
                      getattr(mem, "argument_size_in_bytes", 0) / 2**20)
     state, m = step_fn(state, batch)
+    seen.add(per_step, m)
     step = phase.start + local + 1
     ckpt.check(step)  # a failed background save stops the run here
     watch.add(step, m["nonfinite"])
@@ -364,26 +320,27 @@ def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
                    ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.items())))
       metrics_hist.append({"step": step, **m})
       meter.restart(local)
-    reached = None
-    if (phase.eval_files and s.eval_every and step % s.eval_every == 0 and
-        local + 1 < phase.num_steps):
-      ev = held_out()
-      writer.write_scalars(step, ev)
-      logging.info("eval at step %d: %s", step, ev)
-      evals.append({"step": step, **ev})
-      reached = evaluation.check_target(s.target_mlm_accuracy, step, ev,
-                                        clock, writer)
+    reached, due = None, False
+    if s.eval_every:
+      due = step % s.eval_every == 0
+    elif every and seen.read() >= due_at:  # packed: waits for this step
+      due, due_at = True, (seen.read() // every + 1) * every
+    if phase.eval_files and due and local + 1 < phase.num_steps:
+      entry, reached = held_out(step)
+      logging.info("eval at step %d: %s", step, entry)
+      evals.append(entry)
     at_target = reached is not None and s.stop_at_target
     last = local + 1 == phase.num_steps or at_target
-    meta = runs.RunMeta(
-        kind="training", config=s.config_json, phase=phase.index,
-        phase_step=local + 1, data_streams=streams,
-        records_per_stream=None if phase.packing else
-        (local + 1) * phase.global_batch_size // streams,
-        train_time_s=clock.train_s(), target=clock.target).to_json()
     if last:
       watch.check(ckpt)
-    if ckpt.save(step, state, meta, force=stop or last):
+    if (stop or last or ckpt.should_save(step)) and ckpt.save(
+        step, state, runs.RunMeta(
+            kind="training", config=s.config_json, phase=phase.index,
+            phase_step=local + 1, data_streams=streams,
+            records_per_stream=None if phase.packing else
+            (local + 1) * phase.global_batch_size // streams,
+            train_time_s=clock.train_s(), target=clock.target,
+            examples=seen.read()).to_json(), force=stop or last):
       writer.flush()  # the logged history survives a kill up to this save
     if stop:
       logging.warning("Stop requested: saved step %d; exiting.", step)
@@ -397,12 +354,9 @@ def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
   result = {"state": state, "train": metrics_hist, "evals": evals,
             "skipped_steps": watch.skipped}
   if phase.eval_files:
-    ev = held_out()
-    writer.write_scalars(phase.end, ev)
+    ev, reached = held_out(phase.end)
     logging.info("eval after phase %d: %s", phase.index + 1, ev)
     result["eval"] = ev
-    reached = evaluation.check_target(s.target_mlm_accuracy, phase.end, ev,
-                                      clock, writer)
     if reached is not None:
       result["target"] = reached
   result["train_time_s"] = clock.train_s()

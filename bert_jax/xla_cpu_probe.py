@@ -64,7 +64,7 @@ def pretraining(cfg, dots: str) -> dict:
   from bert_jax import evaluation  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
   from bert_jax import optim  # pylint: disable=g-import-not-at-top
-  from bert_jax import train  # pylint: disable=g-import-not-at-top
+  from bert_jax import train_step  # pylint: disable=g-import-not-at-top
   model = models.BertForPreTraining(cfg)
   batch = _batch(np.random.default_rng(1))
   params = nn.unbox(model.init(
@@ -73,7 +73,7 @@ def pretraining(cfg, dots: str) -> dict:
   tx = optim.create("lamb", 1e-3, 0.01, 0.9, 0.999, 1e-6, 1.0)
   state = {"params": params, "opt_state": tx.init(params),
            "global_step": jnp.zeros((), jnp.int32)}
-  step = train.make_train_step(model, tx, 1, 0)
+  step = train_step.make_train_step(model, tx, 1, 0)
   _agree("pretraining train step",
          jax.jit(step, compiler_options=options)(state, batch),
          jax.jit(step)(state, batch))

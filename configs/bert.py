@@ -153,9 +153,17 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
   # ratios, as Google's streaming means); several times faster on short docs.
   config.eval_packing = 4
   config.eval_every = 0  # also evaluate every N steps (0: at phase ends only)
-  # Time to accuracy (MLPerf-style): log the step and training time (held-out
-  # evaluation excluded) of the first evaluation whose MLM accuracy reaches
-  # this (0: off); with stop_at_target, training ends there.
+  # Or every N training examples (MLPerf's grain; a packed row counts each
+  # example in it; packed phases then wait for each step's count). Every
+  # evaluation is a line of WORKDIR/evals.jsonl.
+  config.eval_every_examples = 0
+  # Held-out shards without masks (data_prep --masking=none) get Google's
+  # masks at this rate from a fixed seed: one yardstick for every recipe.
+  config.eval_mask_rate = 0.15
+  # Time to accuracy (MLPerf-style): the step, examples and training time
+  # (held-out evaluation excluded) of the first evaluation whose MLM accuracy
+  # reaches this go to the log and WORKDIR/target.json (0: off); with
+  # stop_at_target, training ends there.
   config.target_mlm_accuracy = 0.0
   config.stop_at_target = False
   config.shuffle_buffer = 10_000  # records

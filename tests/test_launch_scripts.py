@@ -561,3 +561,14 @@ def test_hadolint(dockerfile):
   r = subprocess.run([hadolint, dockerfile], cwd=ROOT, capture_output=True,
                      text=True, timeout=60)
   assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_device_check_refuses_a_machine_without_an_accelerator():
+  """bench/device_check.sh (the accelerator checks) says so on a CPU-only
+  machine instead of timing the CPU."""
+  proc = subprocess.run(["bash", "bench/device_check.sh"], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120,
+                        env={**os.environ, "JAX_PLATFORMS": "cpu",
+                             "PYTHON": sys.executable})
+  assert proc.returncode == 2, proc.stderr
+  assert "JAX sees no GPU or TPU (backend: cpu)" in proc.stderr

@@ -44,14 +44,14 @@ def mlm_shards(tmp_path_factory, vocab_file, english_corpus):
   d = str(tmp_path_factory.mktemp("mlm_shards"))
   meta = job.generate(
       pipeline.PrepConfig(vocab_file=vocab_file, max_seq_length=32,
-                          max_predictions_per_seq=5, dupe_factor=1,
+                          max_predictions_per_seq=10, dupe_factor=1,
                           eval_fraction=0.1, masking="none", nsp=False),
       [english_corpus], job.Outputs(output_dir=d, num_shards=2))
   return d, meta
 
 
 def test_mlm_only_trains_exports_and_finetunes(mlm_shards, tmp_path,
-                                               vocab_file):
+                                               vocab_file, tiny_shards):
   import transformers  # pylint: disable=g-import-not-at-top
   from bert_jax import settings  # pylint: disable=g-import-not-at-top
   from bert_jax import train  # pylint: disable=g-import-not-at-top
@@ -62,14 +62,18 @@ def test_mlm_only_trains_exports_and_finetunes(mlm_shards, tmp_path,
   from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   files = input_pipeline.list_files(f"{d}/train-*")
   ex = next(tf.data.TFRecordDataset(files).batch(100_000).map(
-      input_pipeline._parse_fn(input_pipeline.DataSpec("", 32, 5, 1)))  # pylint: disable=protected-access
+      input_pipeline._parse_fn(input_pipeline.DataSpec("", 32, 10, 1)))  # pylint: disable=protected-access
             .as_numpy_iterator())
   assert len(ex["input_ids"]) == meta["splits"]["train"]["instances"]
   assert not ex["segment_ids"].any() and not ex["masked_lm_weights"].any()
   # Whole sentences fill the rows: most of the 32 slots hold tokens.
   assert ex["input_mask"].sum(1).mean() > 0.7 * 32
   c = tiny.config(f"{d}/train-*", 3)
-  c.phase1.update(masking="dynamic", eval_files=f"{d}/eval-*")
+  # The modern recipe's shape (30% masks, 10 of 32), scored on Google's
+  # held-out shards (15%, 5 predictions, sentence pairs): the yardstick every
+  # recipe can share.
+  c.phase1.update(masking="dynamic", mask_rate=0.3, max_predictions_per_seq=10,
+                  eval_files=f"{tiny_shards}/eval-*")
   c.eval_batch_size, c.eval_steps = 8, 2
   with pytest.raises(settings.ConfigError, match="set --config.model.nsp"):
     train.train_and_evaluate(c, str(tmp_path / "refused"))

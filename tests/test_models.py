@@ -273,12 +273,12 @@ def test_dense_on_flattened_rows_equals_flax_dense():
 def test_dropout_prng_choices():
   """config.dropout_prng: every implementation drives Flax dropout
   deterministically (same key → same masks), each with its own masks."""
-  from bert_jax import train  # pylint: disable=g-import-not-at-top
+  from bert_jax import train_step  # pylint: disable=g-import-not-at-top
   cfg = models.BertConfig(**{**CFG.__dict__, "hidden_dropout_prob": 0.5})
   model, params, inputs = _init(cfg)
 
   def out(prng):
-    key = jax.random.fold_in(train.dropout_key(3, prng), 7)
+    key = jax.random.fold_in(train_step.dropout_key(3, prng), 7)
     return np.asarray(model.apply({"params": params}, *inputs,
                                   deterministic=False,
                                   rngs={"dropout": key})[0])
@@ -287,7 +287,7 @@ def test_dropout_prng_choices():
     np.testing.assert_array_equal(o, out(p))
   assert not np.allclose(outs["threefry2x32"], outs["rbg"])
   with pytest.raises(ValueError, match="config.dropout_prng='philox'"):
-    train.dropout_key(0, "philox")
+    train_step.dropout_key(0, "philox")
 
 
 def test_dropout16_rate_scale_determinism_and_mesh_independence():

@@ -90,11 +90,23 @@ def test_sweep_trains_each_seed_and_exports_every_kept_checkpoint(data,
   assert len(lines) == 2 and "--config.seed=1" in lines[1]
   assert lines[1].endswith("--config.phase1.learning_rate=1e-3")
   assert not sweep.exists()
-  proc = subprocess.run(args + ["--export_hf"], cwd=ROOT, capture_output=True,
-                        text=True, timeout=600,
+  proc = subprocess.run(args + [
+      "--export_hf", "--", f"--config.phase1.eval_files={data}/eval-*",
+      "--config.eval_every=1", "--config.eval_steps=1",
+      "--config.eval_batch_size=8", "--config.target_mlm_accuracy=0.99"],
+                        cwd=ROOT, capture_output=True, text=True, timeout=600,
                         env={**os.environ, "JAX_PLATFORMS": "cpu"})
   assert proc.returncode == 0, proc.stderr[-3000:]
   report = json.loads(proc.stdout[proc.stdout.index("{"):])
+  # Held-out results per seed, and over the seeds (nobody reaches 0.99).
+  held = report["held_out"]
+  assert sorted(held["per_seed"]) == ["0", "1"]
+  assert all(r["target"] is None for r in held["per_seed"].values())
+  arm = held["summary"]["arms"]["sweep"]
+  assert arm["seeds"] == [0, 1] and arm["reached"] == 0
+  assert arm["final_mlm_accuracy"]["mean"] == pytest.approx(np.mean(
+      [r["final_mlm_accuracy"] for r in held["per_seed"].values()]))
+  assert "0 of 2 reached the target" in proc.stderr
   for seed in ("0", "1"):
     exported = sorted(pathlib.Path(p).name for p in report["runs"][seed][
         "exported"])

@@ -8,9 +8,11 @@ import pytest
 
 from bert_jax import checkpointing
 from bert_jax import flops
+from bert_jax import history
 from bert_jax import models
 from bert_jax import settings
 from bert_jax import train
+from bert_jax import train_step
 from configs import bert as bert_config
 from data_prep import job
 from data_prep import pipeline
@@ -91,6 +93,15 @@ def test_two_phases_end_to_end(full_run, data):
   assert 4 in ckpt.all_steps()  # kept forever
   ckpt.close()
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  # Every evaluation is a line of evals.jsonl, with the examples seen: 16
+  # per phase-1 step, more per packed phase-2 row.
+  evals, target = history.read(workdir)
+  assert [(e["step"], e["phase"]) for e in evals] == [
+      (4, "phase1"), (6, "phase1"), (8, "phase2"), (10, "phase2")]
+  assert [e["examples"] for e in evals[:2]] == [64, 96]
+  assert 96 + 2 * 16 * 1.5 < evals[2]["examples"] < evals[3]["examples"]
+  assert evals[3]["eval_mlm_accuracy"] == result["eval"]["eval_mlm_accuracy"]
+  assert target is None and meta["examples"] == evals[3]["examples"]
 
 
 @pytest.mark.parametrize("stop_at", [8])
@@ -110,6 +121,12 @@ def test_interrupted_run_resumes_bitwise(tmp_path, data, full_run,
   ckpt = checkpointing.Checkpointer(cut, 1, 10)
   assert ckpt.latest_step() == stop_at
   ckpt.close()
+  # As if killed after an evaluation past the checkpoint: the resumed run
+  # drops it (and a target.json the checkpoint does not hold).
+  with open(os.path.join(cut, history.EVALS), "a") as f:
+    f.write('{"step": 9, "eval_mlm_accuracy": 1.0}\n')
+  with open(os.path.join(cut, history.TARGET), "w") as f:
+    f.write('{"step": 9}')
   resumed = train.train_and_evaluate(config, cut)
   assert [m["step"] for m in resumed["train"]] == [
       s for s in (7, 8, 9, 10) if s > stop_at]
@@ -117,6 +134,13 @@ def test_interrupted_run_resumes_bitwise(tmp_path, data, full_run,
   _, _, got = _final_params(cut, config)
   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The same history: steps, examples seen (packed, across the resume) and
+  # held-out results.
+  keys = ("step", "examples", "eval_mlm_accuracy", "eval_mlm_loss")
+  strip = lambda evals: [{k: e[k] for k in keys} for e in evals]
+  got_evals, got_target = history.read(cut)
+  assert strip(got_evals) == strip(history.read(full_run[0])[0])
+  assert got_target is None
 
 
 def test_bad_configs(tmp_path, data):
@@ -168,7 +192,7 @@ def test_gradient_accumulation_equals_the_large_batch():
   for accum in (1, 4):
     state = {"params": params, "opt_state": tx.init(params),
              "global_step": jnp.asarray(0, jnp.int32)}
-    new, metrics = jax.jit(train.make_train_step(model, tx, accum, 0))(
+    new, metrics = jax.jit(train_step.make_train_step(model, tx, accum, 0))(
         state, batch)
     outs.append((new["params"], metrics))
   # Equal-size micro-batches with equal mask counts: the mean of the
@@ -258,6 +282,26 @@ def test_adamw_and_the_phase_schedule_drive_training(data, tmp_path):
     train.train_and_evaluate(c, str(tmp_path / "bad"))
 
 
+def test_evaluation_interval_in_examples(data, tmp_path):
+  """eval_every_examples: an evaluation after each step that crosses a
+  multiple of N examples, unpacked (16 a step) and packed (counted)."""
+  every = 40
+  result = train.train_and_evaluate(
+      _config(data, eval_every=0, eval_every_examples=every),
+      str(tmp_path / "r"))
+  evals = history.read(str(tmp_path / "r"))[0]
+  mid = [e for e in evals if e["step"] not in (6, 10)]  # not phase ends
+  assert [e["step"] for e in mid if e["phase"] == "phase1"] == [3, 5]
+  assert any(e["phase"] == "phase2" for e in mid)
+  crossings = [e["examples"] // every for e in mid]
+  assert crossings == sorted(set(crossings))  # one per crossing
+  assert [e["step"] for e in result["evals"]] == [  # the last phase's
+      e["step"] for e in mid if e["phase"] == "phase2"]
+  with pytest.raises(ValueError, match="eval_every=4, eval_every_examples=8"):
+    train.train_and_evaluate(_config(data, eval_every_examples=8),
+                             str(tmp_path / "x"))
+
+
 def test_time_to_target_accuracy_stops_there_and_is_remembered(data, tmp_path):
   """target_mlm_accuracy: the first evaluation at or above it is logged with
   its step and training time; stop_at_target ends training there (the
@@ -279,6 +323,9 @@ def test_time_to_target_accuracy_stops_there_and_is_remembered(data, tmp_path):
   assert [m["step"] for m in result["train"]][-1] <= first
   step, meta, _ = _final_params(run, config)
   assert step == first and meta["target"]["step"] == first
+  evals, target = history.read(run)
+  assert target == result["target"] and target["examples"] == first * 16
+  assert [e["step"] for e in evals] == list(range(2, first + 1, 2))
   again = train.train_and_evaluate(config, run)
   assert again["target"] == result["target"] and "train" not in again
   with pytest.raises(ValueError, match="no phase has held-out data"):
