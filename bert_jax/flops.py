@@ -7,26 +7,31 @@ import time
 
 import jax
 
-from bert_jax import models
+from bert_jax import modernbert
 
 
-def forward_flops_per_sequence(cfg: models.BertConfig, seq_len: int,
-                               predictions: int) -> float:
+def forward_flops_per_sequence(cfg, seq_len: int, predictions: int) -> float:
   """2·m·n·k per matmul: Q/K/V/output projections, scores and context,
-  feed-forward, pooler, MLM transform and tied decoder on `predictions`
-  positions, NSP."""
+  feed-forward (ModernBERT's GeGLU: input and gate, then out), pooler, MLM
+  transform and tied decoder on `predictions` positions, NSP (BERT's
+  heads only where the model has them). Sliding-window layers count whole
+  scores, as they are computed."""
   h, i, t, v = cfg.hidden_size, cfg.intermediate_size, seq_len, cfg.vocab_size
+  if isinstance(cfg, modernbert.ModernBertConfig):
+    per_layer = (2 * t * h * 4 * h + 2 * 2 * t * t * h  # Wqkv, Wo; attention
+                 + 2 * t * h * 3 * i)  # Wi (input and gate) and Wo
+    return (cfg.num_hidden_layers * per_layer
+            + 2 * predictions * h * (h + v))  # head dense + decoder
   per_layer = (2 * t * h * 4 * h  # query, key, value, attention output
                + 2 * 2 * t * t * h  # QK^T and probs·V
                + 2 * 2 * t * h * i)  # feed-forward in and out
-  heads = (2 * h * h  # pooler
-           + 2 * predictions * h * (h + v)  # MLM transform + decoder
-           + 2 * h * 2)  # NSP
+  heads = (2 * predictions * h * (h + v)  # MLM transform + decoder
+           + (2 * h * h + 2 * h * 2 if cfg.nsp else 0))  # pooler + NSP
   return cfg.num_hidden_layers * per_layer + heads
 
 
-def training_flops_per_sequence(cfg: models.BertConfig, seq_len: int,
-                                predictions: int) -> float:
+def training_flops_per_sequence(cfg, seq_len: int, predictions: int
+                                ) -> float:
   """Forward + backward ≈ 3 × forward."""
   return 3 * forward_flops_per_sequence(cfg, seq_len, predictions)
 
@@ -38,7 +43,7 @@ class Meter:
   padding included) and the real tokens' share of them, model TFLOP/s (and
   MFU against `peak_tflops`), and the phase's ETA."""
 
-  def __init__(self, phase_cfg, model_cfg: models.BertConfig, first: int,
+  def __init__(self, phase_cfg, model_cfg, first: int,
                peak_tflops: float = 0.0):
     self._rows, self._seq = phase_cfg.global_batch_size, phase_cfg.max_seq_length
     self._steps, self._peak = phase_cfg.num_steps, peak_tflops

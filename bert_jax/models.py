@@ -107,7 +107,7 @@ def _ones(axes):
   return nn.with_logical_partitioning(jax.nn.initializers.ones, axes)
 
 
-def _rows_dot(lhs, rhs, dimension_numbers, precision=None, **kwargs):
+def rows_dot(lhs, rhs, dimension_numbers, precision=None, **kwargs):
   """`lax.dot_general` for `nn.Dense` on the rows flattened to [M, K].
 
   Same products; but the kernel gradient becomes a 2-D dot contracting both
@@ -128,7 +128,7 @@ def _dense(cfg: BertConfig, features: int, axes: tuple[str, str],
            name: str) -> nn.Dense:
   return nn.Dense(features, dtype=cfg.compute_dtype, param_dtype=jnp.float32,
                   kernel_init=_init(cfg, axes), bias_init=_zeros(axes[1:]),
-                  dot_general=_rows_dot, name=name)
+                  dot_general=rows_dot, name=name)
 
 
 def _layer_norm(name: str) -> nn.LayerNorm:
@@ -137,7 +137,7 @@ def _layer_norm(name: str) -> nn.LayerNorm:
                       bias_init=_zeros(("embed",)), name=name)
 
 
-def _constrain(x, axes):
+def constrain(x, axes):
   return nn.with_logical_constraint(x, axes)
 
 
@@ -208,7 +208,7 @@ class Embeddings(nn.Module):
     x = word(input_ids) + jnp.take(token_type, segment_ids, axis=0) + pos
     x = _layer_norm("LayerNorm")(x)
     x = _dropout(cfg, cfg.hidden_dropout_prob)(x, deterministic=deterministic)
-    return _constrain(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
+    return constrain(x.astype(cfg.compute_dtype), ("batch", "length", "embed"))
 
 
 class SelfAttention(nn.Module):
@@ -224,7 +224,7 @@ class SelfAttention(nn.Module):
 
     def project(name):
       y = _dense(cfg, cfg.hidden_size, ("embed", "heads"), name)(x)
-      return _constrain(y.reshape(b, t, heads, head_dim),
+      return constrain(y.reshape(b, t, heads, head_dim),
                         ("batch", "length", "heads", "kv"))
 
     q, k, v = project("query"), project("key"), project("value")
@@ -253,7 +253,7 @@ class DenseResidualNorm(nn.Module):
     y = _dense(cfg, cfg.hidden_size, (self.in_axis, "embed"), "dense")(x)
     y = _dropout(cfg, cfg.hidden_dropout_prob)(y, deterministic=deterministic)
     y = _layer_norm("LayerNorm")(y + residual).astype(cfg.compute_dtype)
-    return _constrain(y, ("batch", "length", "embed"))
+    return constrain(y, ("batch", "length", "embed"))
 
 
 class Attention(nn.Module):
@@ -273,7 +273,7 @@ class Intermediate(nn.Module):
   def __call__(self, x):
     cfg = self.cfg
     h = _dense(cfg, cfg.intermediate_size, ("embed", "mlp"), "dense")(x)
-    return _constrain(_ACTIVATIONS[cfg.hidden_act](h), ("batch", "length", "mlp"))
+    return constrain(_ACTIVATIONS[cfg.hidden_act](h), ("batch", "length", "mlp"))
 
 
 class EncoderLayer(nn.Module):

@@ -21,7 +21,7 @@ from absl import logging
 import jax
 
 from bert_jax import checkpointing
-from bert_jax import models
+from bert_jax import families
 
 KINDS = ("training", "import")
 
@@ -87,8 +87,8 @@ class RunMeta:
   def config_dict(self) -> dict:
     return json.loads(self.config)
 
-  def model_config(self) -> models.BertConfig:
-    return models.BertConfig(**self.config_dict["model"])
+  def model_config(self) -> "families.ModelConfig":
+    return families.config_from_dict(self.config_dict["model"])
 
   def pretraining_seed(self) -> int | None:
     """A training run's `config.seed`; None for imports (they record only
@@ -132,7 +132,7 @@ class Run:
   meta: RunMeta
 
   @property
-  def model_config(self) -> models.BertConfig:
+  def model_config(self) -> "families.ModelConfig":
     return self.meta.model_config()
 
   def params(self, abstract: Any = None) -> Any:

@@ -15,7 +15,7 @@ import typing
 
 import ml_collections
 
-from bert_jax import models
+from bert_jax import families
 from bert_jax import optim
 from bert_jax import xla_cpu
 from data_prep import fileio
@@ -59,6 +59,7 @@ class Phase:
   random_token_prob: float
   whole_word_masking: bool
   carry_optimizer_state: bool
+  global_rope_theta: float  # ModernBERT: this phase's (0: the model's)
 
   @property
   def dynamic(self) -> bool:
@@ -105,7 +106,7 @@ class Settings:
   init_from: str
   init_from_step: int
   vocab_file: str
-  model: models.BertConfig
+  model: families.ModelConfig  # BertConfig or ModernBertConfig
   optimizer: Optimizer
   phases: tuple[Phase, ...]  # those with num_steps > 0, in order
   checkpoint: Checkpoint
@@ -196,8 +197,17 @@ def read(config: ml_collections.ConfigDict) -> Settings:
   if "model" not in config:
     raise ConfigError("The config lacks config.model; start from "
                       "configs/bert.py's get_config().")
-  sections["model"] = _section(models.BertConfig, config.model,
-                               "config.model.")
+  family = config.model.get("family", "bert")
+  if family not in families.CONFIGS:
+    raise ConfigError(f"config.model.family={family!r}: one of "
+                      f"{sorted(families.CONFIGS)}.")
+  try:
+    sections["model"] = _section(families.CONFIGS[family], config.model,
+                                 "config.model.", skip=("family",))
+  except ValueError as e:  # the config class's own checks
+    if isinstance(e, ConfigError):
+      raise
+    raise ConfigError(str(e)) from e
   phases, start = [], 0
   for i, name in enumerate(_PHASES):
     if config.get(name) is None:
@@ -255,6 +265,11 @@ def _check(s: Settings) -> None:
         raise ConfigError(f"{name}={k}: 0 (off) or the most examples per row "
                           "(an example has at least 2 tokens).")
     _check_masking(p)
+    if p.global_rope_theta < 0 or (p.global_rope_theta and
+                                   families.family(s.model) != "modernbert"):
+      raise ConfigError(f"{p.name}.global_rope_theta={p.global_rope_theta}: "
+                        "a ModernBERT's rotary θ for the phase (0: the "
+                        "model's); BERT has no rotary embeddings.")
     if p.max_seq_length > s.model.max_position_embeddings:
       raise ConfigError(
           f"{p.name}.max_seq_length={p.max_seq_length} exceeds "
@@ -305,7 +320,10 @@ FIXED_ON_RESUME = (
     *(f"model.{f}" for f in ("vocab_size", "hidden_size", "num_hidden_layers",
                              "num_attention_heads", "intermediate_size",
                              "max_position_embeddings", "type_vocab_size",
-                             "hidden_act", "nsp")),
+                             "hidden_act", "nsp", "family", "layer_types",
+                             "hidden_activation", "norm_bias",
+                             "attention_bias", "mlp_bias", "classifier_bias",
+                             "decoder_bias", "tie_word_embeddings")),
     "optimizer.name", "optimizer.grad_accum_steps",
     *(f"{p}.{f}" for p in _PHASES
       for f in ("max_seq_length", "max_predictions_per_seq",

@@ -19,6 +19,8 @@ number, so a resumed run repeats an uninterrupted one exactly.
 
 from __future__ import annotations
 
+import dataclasses
+
 from absl import logging
 import flax.linen as nn
 import jax
@@ -29,10 +31,10 @@ import optax
 from bert_jax import checkpointing
 from bert_jax import dynamic_masking
 from bert_jax import evaluation
+from bert_jax import families
 from bert_jax import flops
 from bert_jax import history
 from bert_jax import input_pipeline
-from bert_jax import models
 from bert_jax import nonfinite
 from bert_jax import optim
 from bert_jax import preflight
@@ -42,7 +44,6 @@ from bert_jax import sharding
 from bert_jax import summary
 from bert_jax import train_step
 from bert_jax import xla_cpu
-from bert_jax.conversion import interop
 from data_prep import fileio
 
 
@@ -123,7 +124,7 @@ def _train(s: settings.Settings, mesh, ckpt, latest, meta, data, workdir,
            vocab=None) -> dict:
   """The phases from the checkpoint `latest` (with record `meta`) or from
   the start; `vocab`: `preflight.masking_vocab`'s."""
-  model = models.BertForPreTraining(s.model)
+  model = families.pretraining_model(s.model)
   writer = _Writer(workdir)
   clock = evaluation.Clock(meta.train_time_s if meta else 0.0,
                            meta.target if meta else None)
@@ -195,9 +196,9 @@ def init_from(s: settings.Settings, params):
   """Parameters of another run or an imported checkpoint (`config.init_from`,
   step `config.init_from_step`, -1 for its latest), into `params`' shardings."""
   run = runs.open_run(s.init_from, s.init_from_step, what="config.init_from")
-  theirs = run.meta.config_dict["model"]
-  diff = {f: theirs.get(f) for f in (*interop.SHAPE_FIELDS, "hidden_act")
-          if theirs.get(f) != getattr(s.model, f)}
+  theirs, ours = families.to_dict(run.model_config), families.to_dict(s.model)
+  diff = {f: theirs.get(f) for f in families.structure_fields(s.model)
+          if theirs.get(f) != ours.get(f)}
   if diff:
     raise ValueError(
         f"config.init_from={s.init_from} (step {run.step}) was made with "
@@ -227,10 +228,13 @@ def _train_batches(s: settings.Settings, phase: settings.Phase, spec,
 
 
 def _run_phase(s: settings.Settings, model, tx, phase: settings.Phase, state,
-               mesh, ckpt, writer, clock, saved_streams=None, vocab=None,
-               data=None, seen=None, log=None) -> dict:
-  seen = seen or evaluation.Examples()
-  log = log or history.History("", None, None, write=False)
+               mesh, ckpt, writer, clock, saved_streams, vocab, data,
+               seen: evaluation.Examples, log: history.History) -> dict:
+  """One phase from `state` on; `seen` counts its examples, `log` takes its
+  evaluations."""
+  if phase.global_rope_theta:  # ModernBERT: the phase's θ (no parameter)
+    model = families.pretraining_model(dataclasses.replace(
+        model.cfg, global_rope_theta=phase.global_rope_theta))
   spec = _batch_spec(phase, model.cfg)
   first = int(state["global_step"]) - phase.start
   streams = input_pipeline.resolve_streams(s.data_streams,

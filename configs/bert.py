@@ -136,6 +136,10 @@ def get_config(arg: str = "base") -> ml_collections.ConfigDict:
 
   config.phase1.carry_optimizer_state = False  # (phase 1 starts fresh)
   config.phase2.carry_optimizer_state = False  # True: keep LAMB moments
+  # ModernBERT only: the phase's rotary θ of global layers (0: the model's
+  # global_rope_theta), e.g. 10k at seq 1024, then 160k to extend to 8192.
+  config.phase1.global_rope_theta = 0.0
+  config.phase2.global_rope_theta = 0.0
 
   config.checkpoint = ml_collections.ConfigDict()
   config.checkpoint.save_every = 10_000  # periodic checkpoints (steps)

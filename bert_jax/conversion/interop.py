@@ -84,9 +84,11 @@ def to_hf(params: Any) -> dict[str, np.ndarray]:
   return out
 
 
-def template(cfg: models.BertConfig) -> dict[str, jax.ShapeDtypeStruct]:
-  """{our flat path: shape} for a config, without allocating anything."""
-  model = models.BertForPreTraining(cfg)
+def template(cfg) -> dict[str, jax.ShapeDtypeStruct]:
+  """{our flat path: shape} of a config's pretraining model (either
+  family), without allocating anything."""
+  from bert_jax import families  # pylint: disable=g-import-not-at-top
+  model = families.pretraining_model(cfg)
   ids = jax.ShapeDtypeStruct((1, 8), np.int32)
   pos = jax.ShapeDtypeStruct((1, 2), np.int32)
   shapes = jax.eval_shape(
@@ -244,8 +246,28 @@ def _hf_key(key: str) -> str:
 
 
 def read_hf_weights(hf_dir: str) -> dict[str, np.ndarray]:
-  """A transformers directory's tensors (safetensors, sharded or not, or
-  pytorch_model.bin), keyed canonically; tied and buffer copies dropped."""
+  """A transformers BERT directory's tensors, keyed canonically; tied and
+  buffer copies dropped."""
+  tensors = read_tensors(hf_dir)
+  out = {}
+  for key, value in tensors.items():
+    if key.endswith("position_ids") or key.startswith(
+        "cls.predictions.decoder."):
+      continue  # a buffer, and the tied copies of the embeddings / bias
+    out[_hf_key(key)] = value
+  decoder = tensors.get("cls.predictions.decoder.weight")
+  word = out.get("bert.embeddings.word_embeddings.weight")
+  if decoder is not None and word is not None and not np.array_equal(
+      np.asarray(decoder), np.asarray(word)):
+    raise InteropError(f"{hf_dir}: cls.predictions.decoder.weight differs "
+                       "from the word embeddings; untied MLM decoders are not "
+                       "BERT.")
+  return out
+
+
+def read_tensors(hf_dir: str) -> dict[str, np.ndarray]:
+  """A transformers directory's tensors as saved (safetensors, sharded or
+  not, or pytorch_model.bin), float32 / int as stored."""
   from etils import epath  # pylint: disable=g-import-not-at-top
   d = epath.Path(hf_dir)
   tensors: dict[str, np.ndarray] = {}
@@ -272,19 +294,7 @@ def read_hf_weights(hf_dir: str) -> dict[str, np.ndarray]:
     from safetensors.numpy import load  # pylint: disable=g-import-not-at-top
     for f in files:
       tensors.update(load((d / f).read_bytes()))
-  out = {}
-  for key, value in tensors.items():
-    if key.endswith("position_ids") or key.startswith(
-        "cls.predictions.decoder."):
-      continue  # a buffer, and the tied copies of the embeddings / bias
-    out[_hf_key(key)] = value
-  decoder = tensors.get("cls.predictions.decoder.weight")
-  word = out.get("bert.embeddings.word_embeddings.weight")
-  if decoder is not None and word is not None and not np.array_equal(
-      np.asarray(decoder), np.asarray(word)):
-    raise InteropError(f"{d}: cls.predictions.decoder.weight differs from the "
-                       "word embeddings; untied MLM decoders are not BERT.")
-  return out
+  return tensors
 
 
 def params_from_hf(hf_dir: str, cfg: models.BertConfig, seed: int = 0
@@ -393,6 +403,15 @@ def check_vocab(vocab_file: str, cfg: models.BertConfig) -> None:
   """The vocab must have exactly one row of the embedding table per entry."""
   from etils import epath  # pylint: disable=g-import-not-at-top
   if vocab_file.endswith(".model"):
+    return
+  if vocab_file.endswith(".json"):  # a Hugging Face tokenizer.json
+    tok = json.loads(epath.Path(vocab_file).read_text(encoding="utf-8"))
+    ids = set((tok.get("model") or {}).get("vocab", {}).values()) | {
+        t["id"] for t in tok.get("added_tokens", ())}
+    if ids and max(ids) >= cfg.vocab_size:
+      raise InteropError(f"--vocab_file={vocab_file} has token id {max(ids)} "
+                         f"but the model's vocab_size is {cfg.vocab_size}; "
+                         "use the tokenizer the checkpoint was trained with.")
     return
   # Google's load_vocab gives every line an id, so the size is the line count.
   n = len(epath.Path(vocab_file).read_text(encoding="utf-8").splitlines())

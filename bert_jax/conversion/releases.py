@@ -8,7 +8,6 @@ seed).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -16,9 +15,11 @@ from absl import logging
 from etils import epath
 
 from bert_jax import checkpointing
+from bert_jax import families
 from bert_jax import models
 from bert_jax import runs
 from bert_jax.conversion import interop
+from bert_jax.conversion import modernbert_hf
 from data_prep import fileio
 
 
@@ -31,6 +32,9 @@ def export_run(workdir: str, step: int | None, output_dir: str,
   `interop.HF_HEADS`' key, or auto (mlm for an MLM-only model)."""
   run = runs.open_run(workdir, step)
   params, cfg, step = run.params(), run.model_config, run.step
+  if families.family(cfg) == "modernbert":
+    return _export_modernbert(run, params, output_dir, kind, vocab_file,
+                              heads)
   if heads == "auto":
     heads = "pretraining" if cfg.nsp else "mlm"
   elif heads == "pretraining" and not cfg.nsp:
@@ -67,14 +71,55 @@ def export_run(workdir: str, step: int | None, output_dir: str,
           "do_lower_case": lower}
 
 
+def _export_modernbert(run, params, output_dir, kind, vocab_file, heads
+                       ) -> dict:
+  """ModernBERT: transformers only (Google's format is BERT's), as
+  ModernBertForMaskedLM (heads auto/mlm) or ModernBertModel (none), with the
+  run's tokenizer.json where it has one."""
+  if kind != "hf":
+    raise interop.InteropError(f"{run.workdir} holds a ModernBERT: Google's "
+                               "TF checkpoint format is BERT's; use export_hf.")
+  heads = "mlm" if heads == "auto" else heads
+  if heads not in modernbert_hf.HEADS:
+    raise interop.InteropError(
+        f"--heads={heads}: a ModernBERT has no NSP head; mlm "
+        "(ModernBertForMaskedLM) or none (ModernBertModel).")
+  tokenizer = vocab_file or run.vocab()[0]
+  ids = None
+  if tokenizer and tokenizer.endswith(".txt"):  # a WordPiece vocab's specials
+    tokens = epath.Path(tokenizer).read_text(encoding="utf-8").splitlines()
+    where = {t.strip(): i for i, t in enumerate(tokens)}
+    ids = {f: where[t] for f, t in (
+        ("pad_token_id", "[PAD]"), ("cls_token_id", "[CLS]"),
+        ("bos_token_id", "[CLS]"), ("sep_token_id", "[SEP]"),
+        ("eos_token_id", "[SEP]")) if t in where}
+  files = modernbert_hf.write_hf(output_dir, params, run.model_config, heads,
+                                 ids)
+  if tokenizer and tokenizer.endswith(".json"):
+    interop.check_vocab(tokenizer, run.model_config)
+    fileio.write_atomic(str(epath.Path(output_dir) / "tokenizer.json"),
+                        epath.Path(tokenizer).read_bytes())
+    files.append("tokenizer.json")
+  else:
+    logging.warning("No tokenizer.json for %s (pass --vocab_file); exported "
+                    "weights and config only.", run.workdir)
+  return {"step": run.step, "output_dir": output_dir, "files": files}
+
+
 def import_hf(hf_dir: str, workdir: str, vocab_file: str | None = None,
               do_lower_case: bool | None = None, seed: int = 0) -> dict:
-  """A transformers BERT directory → an Orbax checkpoint in `workdir`."""
+  """A transformers BERT or ModernBERT directory → an Orbax checkpoint in
+  `workdir`."""
   hf_config = epath.Path(hf_dir) / "config.json"
   if not hf_config.exists():
     raise interop.InteropError(f"--hf_dir={hf_dir}: no config.json.")
-  fields = interop.config_from_hf(json.loads(hf_config.read_text()),
-                                  str(hf_config))
+  source = json.loads(hf_config.read_text())
+  if source.get("model_type") == "modernbert":
+    cfg, params, fresh = modernbert_hf.read_hf(hf_dir, seed)
+    return _save_import(workdir, hf_dir, "hf", families.to_dict(cfg), params,
+                        fresh, vocab_file or str(epath.Path(hf_dir) /
+                                                 "tokenizer.json"), False)
+  fields = interop.config_from_hf(source, str(hf_config))
   params, fresh = interop.params_from_hf(hf_dir, models.BertConfig(**fields),
                                          seed)
   tok_cfg = epath.Path(hf_dir) / "tokenizer_config.json"
@@ -104,7 +149,7 @@ def import_tf(tf_checkpoint: str, bert_config: str, vocab_file: str,
 
 def _save_import(workdir, src, fmt, fields, params, fresh, vocab,
                  do_lower_case) -> dict:
-  cfg = models.BertConfig(**fields)
+  cfg = families.config_from_dict(fields)
   if not epath.Path(vocab).exists():
     raise interop.InteropError(f"{vocab}: no vocab file (pass --vocab_file).")
   interop.check_vocab(vocab, cfg)
@@ -113,12 +158,13 @@ def _save_import(workdir, src, fmt, fields, params, fresh, vocab,
     raise interop.InteropError(f"--workdir={workdir} already holds "
                                "checkpoints; import into a new directory.")
   out.mkdir(parents=True, exist_ok=True)
-  vocab_name = "spm.model" if vocab.endswith(".model") else "vocab.txt"
+  vocab_name = ("spm.model" if vocab.endswith(".model") else
+                "tokenizer.json" if vocab.endswith(".json") else "vocab.txt")
   fileio.write_atomic(str(out / vocab_name), epath.Path(vocab).read_bytes())
   # An import's config is its model: the source's fields, the rest as the
   # model defines them (a training run records its whole recipe instead).
   meta = runs.RunMeta(kind="import",
-                      config=json.dumps({"model": dataclasses.asdict(cfg)}),
+                      config=json.dumps({"model": families.to_dict(cfg)}),
                       imported_from=src, format=fmt, vocab_file=vocab_name,
                       do_lower_case=bool(do_lower_case),
                       initialised=tuple(fresh))
@@ -126,7 +172,8 @@ def _save_import(workdir, src, fmt, fields, params, fresh, vocab,
   ckpt.save(0, {"params": params}, meta.to_json(), force=True)
   ckpt.wait()
   ckpt.close()
-  overrides = " ".join(f"--config.model.{k}={v}" for k, v in fields.items())
+  overrides = " ".join(f"--config.model.{k}={v}" for k, v in fields.items()
+                       if k != "family")
   return {"workdir": workdir, "initialised_fresh": fresh,
           "do_lower_case": do_lower_case,
           "train_with": f"--config.init_from={workdir} {overrides}"}

@@ -180,7 +180,9 @@ def format_report(rep: dict) -> str:
   for name, arm in rep["arms"].items():
     n = len(arm["seeds"])
     lines.append(f"{name}: {n} seeds {arm['seeds']}, {arm['reached']} of {n} "
-                 "reached the target")
+                 "reached the target" + (" (one seed: the intervals cannot "
+                                         "show seed-to-seed variation)"
+                                         if n == 1 else ""))
     if "train_time_s_to_target" in arm:
       flag = (f"  [over the {arm['reached']} that reached it]"
               if arm["censored"] else "")
