@@ -16,6 +16,7 @@ import uuid
 from absl import logging
 
 from bert_jax import dynamic_masking
+from bert_jax import families
 from bert_jax import input_pipeline
 from bert_jax import settings
 from data_prep import fileio
@@ -57,7 +58,8 @@ def check(s: settings.Settings, workdir: str) -> dict[str, Files]:
       preds = (p.max_predictions_per_seq if kind == "train" else
                _recorded_predictions(field, patterns, p.max_predictions_per_seq))
       out[field] = _phase_files(field, patterns, input_pipeline.DataSpec(
-          patterns, p.max_seq_length, preds, batch, s.model.vocab_size))
+          patterns, p.max_seq_length, preds, batch, s.model.vocab_size),
+                                families.family(s.model) == "bert")
       if kind == "train" and not out[field].pairs and s.model.nsp:
         raise settings.ConfigError(
             f"{field}: the examples are not sentence pairs (data_prep "
@@ -125,7 +127,10 @@ def _recorded_predictions(field: str, patterns: str, default: int) -> int:
     return default  # check_metadata names the problem
 
 
-def _phase_files(field: str, patterns: str, spec) -> Files:
+def _phase_files(field: str, patterns: str, spec, exact: bool = True
+                 ) -> Files:
+  """`exact`: the vocab must fill the embedding table (BERT; ModernBERT's
+  table may be padded beyond it)."""
   try:
     files = input_pipeline.list_files(patterns)
   except DataError as e:
@@ -165,7 +170,8 @@ def _phase_files(field: str, patterns: str, spec) -> Files:
         f"{field}: {examples} examples (by metadata.json), fewer than one "
         f"batch ({batch}={spec.global_batch_size}); lower {batch} or make "
         "more data (data_prep --eval_fraction for held-out examples).")
-  if vocab is not None and vocab != spec.vocab_size:
+  if vocab is not None and (vocab > spec.vocab_size or
+                            (exact and vocab != spec.vocab_size)):
     raise settings.ConfigError(
         f"{field}: the data's vocabulary has {vocab} entries but "
         f"model.vocab_size={spec.vocab_size}; set "

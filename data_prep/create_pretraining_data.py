@@ -75,8 +75,10 @@ flags.DEFINE_string("eval_output_file", None, "Comma-separated eval outputs "
 flags.DEFINE_float("eval_fraction", 0.0, "Fraction of documents held out "
                    "for evaluation (chosen by a hash of their text).")
 flags.DEFINE_integer("num_workers", 1, "Processes; 0 = one per CPU core.")
-flags.DEFINE_enum("tokenizer", "auto", ["auto", "wordpiece", "sentencepiece"],
-                  "Vocab type; auto: SentencePiece for *.model files.")
+flags.DEFINE_enum("tokenizer", "auto", ["auto", "wordpiece", "sentencepiece",
+                                        "hf_json"],
+                  "Vocab type; auto: SentencePiece for *.model, a Hugging "
+                  "Face tokenizer.json (hf_json) for *.json files.")
 flags.DEFINE_bool("chinese_wwm", False, "Chinese whole-word masking: segment "
                   "with jieba and mask each word's characters together.")
 flags.DEFINE_string("tfds_name", None, "Read a TFDS dataset instead of files.")

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import json
 import re
 import sys
 import unicodedata
@@ -431,19 +432,100 @@ class SentencePieceTokenizer(_BaseTokenizer):
     return [self.id_to_token[i] for i in self.encode([text])[0]]
 
 
+class HFJsonTokenizer(_BaseTokenizer):
+  """A Hugging Face `tokenizer.json` (e.g. ModernBERT's byte-level BPE), run
+  by the `tokenizers` library with its own normalizer and pre-tokenizer
+  (`do_lower_case` does not apply; it is recorded as False). Words for
+  whole-word masking start at pieces with a word-start marker: `Ġ`
+  (byte-level BPE), `▁` (Metaspace) or, for WordPiece models, any piece not
+  starting with `##`. A byte-level tokenizer that adds no prefix space gets
+  one before each line, so that every sentence starts a word as it does in
+  running text. Padding positions hold 0 and are masked whatever the
+  tokenizer's pad id."""
+
+  kind = "hf_json"
+  _SPECIALS = (("cls", ("[CLS]", "<s>", "<cls>")),
+               ("sep", ("[SEP]", "</s>", "<sep>")),
+               ("mask", ("[MASK]", "<mask>")), ("pad", ("[PAD]", "<pad>")),
+               ("unk", ("[UNK]", "<unk>")))
+
+  def __init__(self, path: str, do_lower_case: bool = False):
+    import tokenizers  # pylint: disable=g-import-not-at-top
+    del do_lower_case  # the tokenizer's normalizer decides
+    self.do_lower_case = False
+    self.vocab_file = path
+    raw = fileio.read_bytes(path)
+    try:
+      self._tok = tokenizers.Tokenizer.from_str(raw.decode("utf-8"))
+    except Exception as e:  # pylint: disable=broad-exception-caught
+      raise VocabError(f"--vocab_file {path}: not a readable tokenizer.json "
+                       f"({e}).") from e
+    vocab = self._tok.get_vocab(with_added_tokens=True)
+    self.vocab_size = max(vocab.values()) + 1
+    for name, alternatives in self._SPECIALS:
+      found = [vocab[t] for t in alternatives if t in vocab]
+      if not found:
+        raise VocabError(f"--vocab_file {path}: the tokenizer has no {name} "
+                         f"token (looked for {alternatives}).")
+      setattr(self, f"{name}_id", found[0])
+    pieces = {i: t for t, i in vocab.items()}
+    model = type(self._tok.model).__name__
+    special = {self.cls_id, self.sep_id, self.mask_id, self.pad_id,
+               self.unk_id} | {i for t, i in vocab.items() if t in {
+                   a.content for a in self._tok.get_added_tokens_decoder(
+                   ).values()}}
+    def continues(i):
+      p = pieces.get(i, "")
+      if i in special or not p:
+        return False
+      if model == "WordPiece":
+        return p.startswith("##")
+      return not p.startswith(("\u0120", "\u2581"))
+    self.continuation = np.array([continues(i) for i in range(self.vocab_size)],
+                                 bool)
+    self.random_ids = np.array(sorted(set(range(self.vocab_size)) - special),
+                               np.int64)
+    self.fingerprint = hashlib.sha256(raw).hexdigest()
+    self.id_to_token = pieces
+    pre = json.loads(raw).get("pre_tokenizer") or {}
+    steps = pre.get("pretokenizers", [pre]) if pre else []
+    self._prefix = " " if any(
+        p.get("type") == "ByteLevel" and not p.get("add_prefix_space", True)
+        for p in steps) else ""
+
+  def encode_flat(self, lines: Sequence[str],
+                  with_words: bool = False) -> Encoded:
+    if with_words:
+      raise ValueError("--chinese_wwm needs the WordPiece tokenizer (one "
+                       "token per CJK character).")
+    out = self._tok.encode_batch([self._prefix + line for line in lines],
+                                 add_special_tokens=False)
+    lengths = np.fromiter((len(e.ids) for e in out), np.int64, len(out))
+    return Encoded(np.fromiter(itertools.chain.from_iterable(
+        e.ids for e in out), np.int32, int(lengths.sum())), lengths)
+
+  def tokenize(self, text: str) -> list[str]:
+    return self._tok.encode(self._prefix + text,
+                            add_special_tokens=False).tokens
+
+
 def load_tokenizer(vocab_file: str, do_lower_case: bool = True,
                    kind: str = "auto") -> _BaseTokenizer:
-  """`kind`: wordpiece | sentencepiece | auto (by file name / content)."""
+  """`kind`: wordpiece | sentencepiece | hf_json | auto (by file name:
+  `.model` SentencePiece, `.json` a Hugging Face tokenizer.json)."""
   if not fileio.exists(vocab_file):
     raise VocabError(f"--vocab_file {vocab_file}: no such file.")
   if kind == "auto":
-    kind = "sentencepiece" if vocab_file.endswith(".model") else "wordpiece"
+    kind = ("sentencepiece" if vocab_file.endswith(".model") else
+            "hf_json" if vocab_file.endswith(".json") else "wordpiece")
   if kind == "wordpiece":
     return WordPieceTokenizer(vocab_file, do_lower_case)
   if kind == "sentencepiece":
     return SentencePieceTokenizer(vocab_file, do_lower_case)
-  raise VocabError(f"--tokenizer={kind}: expected wordpiece, sentencepiece "
-                   "or auto.")
+  if kind == "hf_json":
+    return HFJsonTokenizer(vocab_file, do_lower_case)
+  raise VocabError(f"--tokenizer={kind}: expected wordpiece, sentencepiece, "
+                   "hf_json or auto.")
 
 
 class ChineseWordFlags:

@@ -234,6 +234,10 @@ def test_import_and_export_through_a_workdir(tmp_path):
   with pytest.raises(modernbert_hf.InteropError, match="use export_hf"):
     releases.export_run(str(tmp_path / "w"), None, str(tmp_path / "x"),
                         kind="tf")
+  from bert_jax.downstream import features  # pylint: disable=g-import-not-at-top
+  with pytest.raises(features.LayerError, match="holds a ModernBERT"):
+    features.extract_file(str(tmp_path / "w"), None, "in.txt",
+                          str(tmp_path / "o.jsonl"), [-1], 16, 8)
 
 
 def test_packed_rows_equal_examples_alone():
@@ -341,3 +345,73 @@ def test_recipe_presets_and_phase_theta():
   c.model.layer_types = ("full_attention",)
   with pytest.raises(settings.ConfigError, match="layer_types has 1 entries"):
     settings.read(c)
+
+
+@pytest.fixture(scope="module")
+def bpe_json(tmp_path_factory, english_corpus):
+  """A byte-level BPE tokenizer.json, as ModernBERT's, trained here."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  tok = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token="[UNK]"))
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(
+      add_prefix_space=False)
+  tok.decoder = tokenizers.decoders.ByteLevel()
+  tok.train([english_corpus], tokenizers.trainers.BpeTrainer(
+      vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                      "[MASK]"]))
+  path = str(tmp_path_factory.mktemp("bpe") / "tokenizer.json")
+  tok.save(path)
+  return path
+
+
+def test_data_prep_takes_a_tokenizer_json_with_whole_words(bpe_json,
+                                                           english_corpus,
+                                                           tmp_path):
+  """`--tokenizer=hf_json`: the ids are the tokenizer's, words start at `Ġ`
+  pieces for whole-word masking, metadata.json records the file."""
+  import tokenizers  # pylint: disable=g-import-not-at-top
+  from data_prep import job  # pylint: disable=g-import-not-at-top
+  from data_prep import pipeline  # pylint: disable=g-import-not-at-top
+  from data_prep import schema  # pylint: disable=g-import-not-at-top
+  from data_prep import tokenization  # pylint: disable=g-import-not-at-top
+  from bert_jax import dynamic_masking  # pylint: disable=g-import-not-at-top
+  tok = tokenization.load_tokenizer(bpe_json)
+  assert tok.kind == "hf_json" and tok.pad_id == 0 and tok.mask_id == 4
+  line = "The whole-word masking of unbelievably long words."
+  # Each line as running text (after a space): every sentence starts a word.
+  ref = tokenizers.Tokenizer.from_file(bpe_json).encode(
+      " " + line, add_special_tokens=False)
+  np.testing.assert_array_equal(tok.encode([line])[0], ref.ids)
+  starts = [not tok.continuation[i] for i in ref.ids]
+  assert starts == [t.startswith("\u0120") for t in ref.tokens]
+  assert starts[0] and not all(starts)  # "unbelievably": several pieces
+  out = str(tmp_path / "shards")
+  meta = job.generate(pipeline.PrepConfig(
+      vocab_file=bpe_json, max_seq_length=32, max_predictions_per_seq=5,
+      dupe_factor=1, do_whole_word_mask=True), [english_corpus],
+      job.Outputs(output_dir=out, num_shards=1))
+  assert meta["vocab"]["kind"] == "hf_json"
+  assert meta["vocab"]["vocab_size"] == tok.vocab_size
+  recorded = schema.read_metadata(f"{out}/metadata.json")["vocab"]
+  assert recorded["sha256"] == tok.fingerprint
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from bert_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  ds = tf.data.TFRecordDataset(input_pipeline.list_files(f"{out}/train-*"))
+  ex = next(ds.batch(4096).map(input_pipeline._parse_fn(  # pylint: disable=protected-access
+      input_pipeline.DataSpec("", 32, 5, 1))).as_numpy_iterator())
+  ids = dynamic_masking.restored_np(ex)
+  cont = tok.continuation[ids]
+  chosen = np.zeros_like(ids, bool)
+  rows = np.repeat(np.arange(len(ids)), 5).reshape(-1, 5)
+  w = ex["masked_lm_weights"] > 0
+  chosen[rows[w], ex["masked_lm_positions"][w]] = True
+  # Whole words: a chosen piece's continuation neighbours are chosen too.
+  nxt = chosen[:, :-1] & cont[:, 1:] & (ex["input_mask"][:, 1:] > 0)
+  assert w.sum() > 100 and np.all(chosen[:, 1:][nxt])
+  # ... and its word's earlier pieces (a segment cut mid-word starts after
+  # [CLS] or [SEP]; a piece after [SEP] joins the word before it, Google's).
+  after_special = np.isin(ids[:, :-1], (tok.cls_id, tok.sep_id))
+  prev = chosen[:, 1:] & cont[:, 1:] & ~after_special
+  assert np.all(chosen[:, :-1][prev])
+  vocab = dynamic_masking.load_vocab(bpe_json, "hf_json",
+                                     sha256=recorded["sha256"])
+  np.testing.assert_array_equal(vocab.continuation, tok.continuation)

@@ -73,6 +73,9 @@ def extract_file(workdir, step, input_file, output_file, layers,
     raise LayerError(f"--output_file={output_file}: the format follows the "
                      "extension, .jsonl (Google's) or .npz.")
   run = runs.open_run(workdir, step)
+  if run.meta.config_dict["model"].get("family", "bert") != "bert":
+    raise LayerError(f"--workdir={workdir} holds a ModernBERT; feature "
+                     "extraction takes BERT checkpoints only so far.")
   params, cfg = run.params(), run.model_config
   if not layers:  # the last four, as Google's default, or all there are
     layers = [-i for i in range(1, min(4, cfg.num_hidden_layers) + 1)]

@@ -272,6 +272,10 @@ def _load(c) -> _Job:
                      f"multiple of the {len(devices)} local devices.")
   run = runs.open_run(c.init_checkpoint, c.init_step,
                       what="config.init_checkpoint")
+  if run.meta.config_dict["model"].get("family", "bert") != "bert":
+    raise ValueError(f"config.init_checkpoint={c.init_checkpoint} holds a "
+                     "ModernBERT; fine-tuning takes BERT checkpoints only so "
+                     "far (export_hf it and fine-tune with transformers).")
   encoder, cfg = run.params(), run.model_config
   if c.max_seq_length > cfg.max_position_embeddings:
     raise ValueError(f"config.max_seq_length={c.max_seq_length} exceeds the "
