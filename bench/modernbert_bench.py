@@ -60,6 +60,7 @@ def _recipe(a, data, modern_data, model: str):
 
 def quality(a) -> None:
   from bert_jax import history  # pylint: disable=g-import-not-at-top
+  from bert_jax import runs  # pylint: disable=g-import-not-at-top
   from bert_jax import summary  # pylint: disable=g-import-not-at-top
   from bert_jax import train  # pylint: disable=g-import-not-at-top
   data = quality_bench.prepare(a.work_dir, 6.0, 8192, 5, 0.08)
@@ -74,14 +75,11 @@ def quality(a) -> None:
     t = time.perf_counter()
     train.train_and_evaluate(config, workdir)
     curves[name] = history.read(workdir)[0]
-    from bert_jax import families  # pylint: disable=g-import-not-at-top
-    from bert_jax import runs  # pylint: disable=g-import-not-at-top
     params = summary.parameter_count(runs.open_run(workdir).params())
     last = curves[name][-1]
     print(f"{name}: {params:,} parameters, {time.perf_counter() - t:.0f} s in "
           f"all, {last['train_time_s']:.1f} s training; held-out MLM accuracy "
-          f"{last['eval_mlm_accuracy']:.4f} after {last['step']} steps "
-          f"({families.family(runs.open_run(workdir).model_config)})",
+          f"{last['eval_mlm_accuracy']:.4f} after {last['step']} steps",
           flush=True)
   budget = min(c[-1]["train_time_s"] for c in curves.values())
   print(f"at the same training time ({budget:.1f} s, the shorter run):")
@@ -109,16 +107,17 @@ def throughput(a) -> None:
   import torch  # pylint: disable=g-import-not-at-top
   import transformers  # pylint: disable=g-import-not-at-top
   from bench import common  # pylint: disable=g-import-not-at-top
+  from bert_jax import modernbert  # pylint: disable=g-import-not-at-top
   from bert_jax import train_step  # pylint: disable=g-import-not-at-top
   from bert_jax.conversion import modernbert_hf  # pylint: disable=g-import-not-at-top
+  from configs import modernbert as recipe  # pylint: disable=g-import-not-at-top
   torch.set_num_threads(os.cpu_count() or 1)
   for size, batch in ((s.split(":")[0], int(s.split(":")[1]))
                       for s in a.sizes.split(",")):
-    from configs import modernbert  # pylint: disable=g-import-not-at-top
-    fields = dict(modernbert.get_config(size).model)
+    fields = dict(recipe.get_config(size).model)
     fields.pop("family")
     fields.update(vocab_size=8192, max_position_embeddings=512)
-    ours_cfg = modernbert_hf.modernbert.ModernBertConfig(**fields)
+    ours_cfg = modernbert.ModernBertConfig(**fields)
     hf_cfg = transformers.ModernBertConfig(
         **{k: v for k, v in modernbert_hf.config_to_hf(ours_cfg).items()
            if k not in ("architectures", "model_type", "torch_dtype")},
@@ -130,7 +129,7 @@ def throughput(a) -> None:
         ours_cfg, "torch")
     ids, pos, labels = _batch(8192, a.seq, a.preds, batch)
     # Ours.
-    model = modernbert_hf.modernbert.ModernBertForMaskedLM(ours_cfg)
+    model = modernbert.ModernBertForMaskedLM(ours_cfg)
     tx = optax.adamw(1e-4, b2=0.98, weight_decay=1e-5)
     state = {"params": params, "opt_state": tx.init(params),
              "global_step": jnp.asarray(0, jnp.int32)}

@@ -54,9 +54,8 @@ def structure_fields(cfg: ModelConfig) -> tuple[str, ...]:
             "layer_types", "norm_bias", "attention_bias", "mlp_bias",
             "classifier_bias", "classifier_activation", "decoder_bias",
             "tie_word_embeddings")
-  return ("family", "vocab_size", "hidden_size", "num_hidden_layers",
-          "num_attention_heads", "intermediate_size",
-          "max_position_embeddings", "type_vocab_size", "hidden_act")
+  from bert_jax.conversion import interop  # pylint: disable=g-import-not-at-top
+  return ("family", *interop.SHAPE_FIELDS, "hidden_act")
 
 
 def pretraining_model(cfg: ModelConfig):

@@ -68,12 +68,13 @@ def extract_file(workdir, step, input_file, output_file, layers,
   from bert_jax.conversion import interop  # pylint: disable=g-import-not-at-top
   from bert_jax.downstream import tasks  # pylint: disable=g-import-not-at-top
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
+  from bert_jax import families  # pylint: disable=g-import-not-at-top
   from bert_jax import runs  # pylint: disable=g-import-not-at-top
   if not output_file.endswith((".jsonl", ".npz")):
     raise LayerError(f"--output_file={output_file}: the format follows the "
                      "extension, .jsonl (Google's) or .npz.")
   run = runs.open_run(workdir, step)
-  if run.meta.config_dict["model"].get("family", "bert") != "bert":
+  if families.family(run.model_config) != "bert":
     raise LayerError(f"--workdir={workdir} holds a ModernBERT; feature "
                      "extraction takes BERT checkpoints only so far.")
   params, cfg = run.params(), run.model_config

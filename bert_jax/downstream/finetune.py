@@ -42,6 +42,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from bert_jax import families
 from bert_jax import models
 from bert_jax import optim
 from bert_jax import preflight
@@ -272,7 +273,7 @@ def _load(c) -> _Job:
                      f"multiple of the {len(devices)} local devices.")
   run = runs.open_run(c.init_checkpoint, c.init_step,
                       what="config.init_checkpoint")
-  if run.meta.config_dict["model"].get("family", "bert") != "bert":
+  if families.family(run.model_config) != "bert":
     raise ValueError(f"config.init_checkpoint={c.init_checkpoint} holds a "
                      "ModernBERT; fine-tuning takes BERT checkpoints only so "
                      "far (export_hf it and fine-tune with transformers).")
