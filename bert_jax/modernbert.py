@@ -149,17 +149,25 @@ def _norm(cfg: ModernBertConfig, name: str) -> nn.LayerNorm:
       bias_init=_zeros(("embed",)))
 
 
-def rotary(x, positions, theta: float):
-  """Rotary position embedding of x [B, T, N, D] at positions [B, T] with
-  base θ, in float32 (rotate-half layout, as transformers)."""
-  d = x.shape[-1]
-  inv_freq = 1.0 / (theta ** (jnp.arange(0, d, 2, dtype=jnp.float32) / d))
+def rotary_tables(positions, head_dim: int, theta: float):
+  """(cos, sin) [B, T, 1, D] float32 of rotary base θ at positions [B, T];
+  the sine's first half negated, so that `rotary` needs no negation."""
+  inv_freq = 1.0 / (theta ** (
+      jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
   freqs = positions.astype(jnp.float32)[..., None] * inv_freq  # [B, T, D/2]
-  emb = jnp.concatenate([freqs, freqs], axis=-1)[:, :, None, :]
-  cos, sin = jnp.cos(emb), jnp.sin(emb)
+  cos, sin = jnp.cos(freqs), jnp.sin(freqs)
+  return (jnp.concatenate([cos, cos], axis=-1)[:, :, None],
+          jnp.concatenate([-sin, sin], axis=-1)[:, :, None])
+
+
+def rotary(x, tables):
+  """Rotary position embedding of x [B, T, N, D] (rotate-half layout, as
+  transformers), computed in float32."""
+  cos, sin = tables
+  d = x.shape[-1]
   xf = x.astype(jnp.float32)
-  half = jnp.concatenate([-xf[..., d // 2:], xf[..., :d // 2]], axis=-1)
-  return (xf * cos + half * sin).astype(x.dtype)
+  swapped = jnp.concatenate([xf[..., d // 2:], xf[..., :d // 2]], axis=-1)
+  return (xf * cos + swapped * sin).astype(x.dtype)
 
 
 class Attention(nn.Module):
@@ -168,27 +176,26 @@ class Attention(nn.Module):
   layer_type: str
 
   @nn.compact
-  def __call__(self, x, allowed, positions, deterministic: bool):
+  def __call__(self, x, allowed, rope, deterministic: bool):
     cfg = self.cfg
     n, d = cfg.num_attention_heads, cfg.head_dim
     kernel = self.param(
         "Wqkv", _init(cfg, cfg.initializer_range,
                       ("embed", None, "heads", "kv")),
         (cfg.hidden_size, 3, n, d))
-    qkv = jnp.einsum("bte,ecnd->cbtnd", x, kernel.astype(x.dtype))
+    b, t, e = x.shape  # one [B·T, H] × [H, 3·N·D] dot (2-D gradients)
+    qkv = (x.reshape(b * t, e) @ kernel.reshape(e, 3 * n * d).astype(x.dtype)
+           ).reshape(b, t, 3, n, d)
     if cfg.attention_bias:
       qkv = qkv + self.param("Wqkv_bias", _zeros((None, "heads", "kv")),
-                             (3, n, d))[:, None, None].astype(x.dtype)
-    theta = (cfg.global_rope_theta if self.layer_type == "full_attention"
-             else cfg.local_rope_theta)
-    q = models.constrain(rotary(qkv[0], positions, theta),
+                             (3, n, d)).astype(x.dtype)
+    q = models.constrain(rotary(qkv[:, :, 0], rope),
                          ("batch", "length", "heads", "kv"))
-    k = models.constrain(rotary(qkv[1], positions, theta),
+    k = models.constrain(rotary(qkv[:, :, 1], rope),
                          ("batch", "length", "heads", "kv"))
-    v = qkv[2]
+    v = qkv[:, :, 2]
     scores = jnp.einsum("bqnd,bknd->bnqk", q, k).astype(jnp.float32)
-    scores = jnp.where(allowed, scores * d ** -0.5, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1)
+    probs = jax.nn.softmax(scores * d ** -0.5 + allowed, axis=-1)
     probs = nn.Dropout(cfg.attention_dropout)(probs,
                                               deterministic=deterministic)
     ctx = jnp.einsum("bnqk,bknd->bqnd", probs.astype(v.dtype), v)
@@ -208,13 +215,16 @@ class MLP(nn.Module):
     kernel = self.param("Wi", _init(cfg, cfg.initializer_range,
                                     ("embed", None, "mlp")),
                         (cfg.hidden_size, 2, cfg.intermediate_size))
-    h = jnp.einsum("bte,ecm->cbtm", x, kernel.astype(x.dtype))
+    b, t, e = x.shape
+    m = cfg.intermediate_size
+    h = (x.reshape(b * t, e) @ kernel.reshape(e, 2 * m).astype(x.dtype)
+         ).reshape(b, t, 2, m)
     if cfg.mlp_bias:
-      h = h + self.param("Wi_bias", _zeros((None, "mlp")),
-                         (2, cfg.intermediate_size))[:, None, None].astype(
-                             x.dtype)
-    h = models.constrain(ACTIVATIONS[cfg.hidden_activation](h[0]) * h[1],
-                         ("batch", "length", "mlp"))
+      h = h + self.param("Wi_bias", _zeros((None, "mlp")), (2, m)).astype(
+          x.dtype)
+    h = models.constrain(
+        ACTIVATIONS[cfg.hidden_activation](h[:, :, 0]) * h[:, :, 1],
+        ("batch", "length", "mlp"))
     h = nn.Dropout(cfg.mlp_dropout)(h, deterministic=deterministic)
     return _linear(cfg, cfg.hidden_size, ("mlp", "embed"), _out_std(cfg),
                    cfg.mlp_bias, "Wo")(h)
@@ -226,11 +236,11 @@ class Layer(nn.Module):
   index: int
 
   @nn.compact
-  def __call__(self, x, allowed, positions, deterministic: bool):
+  def __call__(self, x, allowed, rope, deterministic: bool):
     cfg = self.cfg
     h = x if self.index == 0 else _norm(cfg, "attn_norm")(x).astype(x.dtype)
     x = x + Attention(cfg, cfg.layer_types[self.index], name="attn")(
-        h, allowed, positions, deterministic)
+        h, allowed, rope, deterministic)
     h = _norm(cfg, "mlp_norm")(x).astype(x.dtype)
     x = x + MLP(cfg, name="mlp")(h, deterministic)
     return models.constrain(x, ("batch", "length", "embed"))
@@ -246,7 +256,9 @@ def attention_masks(cfg: ModernBertConfig, input_mask, pack_ids=None) -> dict:
     keys = keys & (pack_ids[:, None, :, None] == pack_ids[:, None, None, :])
   i = jnp.arange(t)
   near = jnp.abs(i[:, None] - i[None, :]) <= cfg.local_attention // 2
-  return {"full_attention": keys, "sliding_attention": keys & near}
+  low = jnp.finfo(jnp.float32).min
+  return {"full_attention": jnp.where(keys, 0.0, low),
+          "sliding_attention": jnp.where(keys & near, 0.0, low)}
 
 
 class ModernBert(nn.Module):
@@ -270,9 +282,13 @@ class ModernBert(nn.Module):
     x = models.constrain(x.astype(cfg.compute_dtype),
                          ("batch", "length", "embed"))
     masks = attention_masks(cfg, input_mask, pack_ids)
+    ropes = {kind: rotary_tables(position_ids, cfg.head_dim, theta)
+             for kind, theta in (("full_attention", cfg.global_rope_theta),
+                                 ("sliding_attention", cfg.local_rope_theta))}
     for i in range(cfg.num_hidden_layers):
-      x = Layer(cfg, i, name=f"layers_{i}")(
-          x, masks[cfg.layer_types[i]], position_ids, deterministic)
+      kind = cfg.layer_types[i]
+      x = Layer(cfg, i, name=f"layers_{i}")(x, masks[kind], ropes[kind],
+                                             deterministic)
       self.sow("intermediates", "layer_outputs", x)
     return _norm(cfg, "final_norm")(x).astype(cfg.compute_dtype)
 

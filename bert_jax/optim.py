@@ -32,8 +32,10 @@ import jax.numpy as jnp
 import optax
 
 # Google excludes a variable from weight decay when its name contains one of
-# these (its `_do_use_weight_decay` regexes).
-NO_DECAY_PATTERNS = ("LayerNorm", "layer_norm", "bias")
+# these (its `_do_use_weight_decay` regexes); `_norm/` adds ModernBERT's
+# norms (`attn_norm/scale`, ...), which its recipe also leaves undecayed
+# (biases and norms filtered).
+NO_DECAY_PATTERNS = ("LayerNorm", "layer_norm", "bias", "_norm/")
 
 
 def decay_mask(params: Any, patterns=NO_DECAY_PATTERNS) -> Any:

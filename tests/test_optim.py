@@ -51,6 +51,31 @@ def test_decay_mask_follows_googles_name_rules():
   }
 
 
+def test_decay_mask_leaves_modernbert_norms_and_biases_undecayed():
+  """ModernBERT's recipe decays neither norms nor biases; its norms are
+  named `*_norm` (no `LayerNorm` in the path)."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  from bert_jax import modernbert  # pylint: disable=g-import-not-at-top
+  cfg = modernbert.ModernBertConfig(
+      vocab_size=64, hidden_size=16, intermediate_size=24,
+      num_hidden_layers=2, num_attention_heads=2, norm_bias=True,
+      attention_bias=True)
+  ids = jax.ShapeDtypeStruct((1, 4), jnp.int32)
+  shapes = nn.unbox(jax.eval_shape(
+      lambda i: modernbert.ModernBertForMaskedLM(cfg).init(
+          jax.random.PRNGKey(0), i, i, i, i), ids)["params"])
+  mask = _flat(optim.decay_mask(shapes))
+  undecayed = sorted(k for k, v in mask.items() if not v)
+  assert "model/layers_1/attn_norm/scale" in undecayed
+  assert "model/final_norm/bias" in undecayed
+  assert "mlm/decoder_bias" in undecayed
+  assert "model/layers_0/attn/Wqkv_bias" in undecayed
+  assert all(("norm" in k or "bias" in k) for k in undecayed), undecayed
+  for k in ("model/tok_embeddings/embedding", "model/layers_0/attn/Wqkv",
+            "model/layers_1/mlp/Wi", "mlm/head_dense/kernel"):
+    assert mask[k], k
+
+
 def _reference(params, grads_seq, lr, wd, bias_correction, trust):
   """NumPy statement of the update rules (module docstring)."""
   p = _flat(params)
