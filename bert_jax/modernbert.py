@@ -293,6 +293,16 @@ class ModernBert(nn.Module):
     return _norm(cfg, "final_norm")(x).astype(cfg.compute_dtype)
 
 
+def prediction_head(cfg: ModernBertConfig, h):
+  """transformers' ModernBertPredictionHead, dense → activation → norm, as
+  `head_dense` and `head_norm` of the calling module (the MLM head's and the
+  classifier's, which transformers loads from the MLM head's)."""
+  h = _linear(cfg, cfg.hidden_size, ("embed", "embed_out"), _out_std(cfg),
+              cfg.classifier_bias, "head_dense")(h)
+  h = ACTIVATIONS[cfg.classifier_activation](h)
+  return _norm(cfg, "head_norm")(h).astype(cfg.compute_dtype)
+
+
 class MaskedLMHead(nn.Module):
   """`head` (dense → activation → norm) and `decoder`."""
   cfg: ModernBertConfig
@@ -302,10 +312,7 @@ class MaskedLMHead(nn.Module):
     """Logits [B, P, V] in float32; with `labels`, (nll, hit) [B, P]
     (`losses.decoder_nll`)."""
     cfg = self.cfg
-    h = _linear(cfg, cfg.hidden_size, ("embed", "embed_out"), _out_std(cfg),
-                cfg.classifier_bias, "head_dense")(hidden)
-    h = ACTIVATIONS[cfg.classifier_activation](h)
-    h = _norm(cfg, "head_norm")(h).astype(cfg.compute_dtype)
+    h = prediction_head(cfg, hidden)
     if not cfg.tie_word_embeddings:
       table = self.param("decoder", _init(cfg, _out_std(cfg),
                                           ("vocab", "embed")),
@@ -350,3 +357,41 @@ class ModernBertForMaskedLM(nn.Module):
     """MLM logits at every position [B, T, V] (transformers' dense output)."""
     seq = self.model(input_ids, input_mask, deterministic, **packed)
     return self.mlm(seq, self._table())
+
+
+POOLINGS = ("cls", "mean")
+
+
+class ModernBertForSequenceClassification(nn.Module):
+  """transformers' ModernBertForSequenceClassification: `model` → pooled
+  (`cls`: the first token's final hidden state; `mean`: the mean over real
+  tokens) → `head_dense` → activation → `head_norm` → dropout →
+  `classifier` (with bias; ModernBERT's init: σ = hidden_size^-½, cut at
+  ±`initializer_cutoff_factor`·σ). `segment_ids` is ignored (no token
+  types)."""
+  cfg: ModernBertConfig
+  num_outputs: int
+  dropout: float = 0.0  # transformers' classifier_dropout
+  pooling: str = "cls"  # transformers' classifier_pooling
+
+  @nn.compact
+  def __call__(self, input_ids, input_mask, segment_ids,
+               deterministic: bool = True):
+    del segment_ids
+    cfg = self.cfg
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling={self.pooling!r}: one of {POOLINGS}.")
+    seq = ModernBert(cfg, name="model")(input_ids, input_mask, deterministic)
+    if self.pooling == "cls":
+      pooled = seq[:, 0]
+    else:
+      w = input_mask.astype(seq.dtype)[..., None]
+      pooled = (seq * w).sum(1) / jnp.maximum(w.sum(1), 1)
+    h = prediction_head(cfg, pooled)
+    h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+    out = nn.Dense(self.num_outputs, dtype=jnp.float32,
+                   param_dtype=jnp.float32,
+                   kernel_init=_init(cfg, cfg.hidden_size ** -0.5,
+                                     ("embed", None)),
+                   bias_init=_zeros((None,)), name="classifier")
+    return out(h.astype(jnp.float32))

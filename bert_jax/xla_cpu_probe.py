@@ -97,7 +97,7 @@ def finetuning(cfg, params, dots: str) -> None:
     model, init_opt, step, forward = finetune._steps(  # pylint: disable=protected-access
         cfg, 2, 0.1, False, 0.01, 1.0, mesh,
         dots if name == dots else "ynn")
-    encoder = jax.tree_util.tree_map(jnp.copy, params["bert"])  # donated
+    encoder = jax.tree_util.tree_map(jnp.copy, {"bert": params["bert"]})
     p = finetune.init_params(model, encoder, jax.random.PRNGKey(3))
     state = {"params": p, "opt_state": init_opt(p),
              "step": jnp.zeros((), jnp.int32)}

@@ -42,6 +42,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.01  # AdamW decay, not on LayerNorm / biases
   config.clip_norm = 1.0  # global gradient norm clip (0: none)
   config.dropout = 0.1  # encoder and classifier dropout (-1: checkpoint's)
+  config.pooling = "cls"  # ModernBERT: cls (first token) | mean; BERT: cls
   config.seed = 0  # fine-tuning seed: classifier init, dropout, data order
 
   config.vocab_file = ""  # "": the checkpoint's recorded vocab

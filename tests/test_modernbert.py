@@ -234,10 +234,40 @@ def test_import_and_export_through_a_workdir(tmp_path):
   with pytest.raises(modernbert_hf.InteropError, match="use export_hf"):
     releases.export_run(str(tmp_path / "w"), None, str(tmp_path / "x"),
                         kind="tf")
+  # Fine-tuning's classifier equals transformers' (head from the MLM head).
   from bert_jax.downstream import features  # pylint: disable=g-import-not-at-top
-  with pytest.raises(features.LayerError, match="holds a ModernBERT"):
-    features.extract_file(str(tmp_path / "w"), None, "in.txt",
-                          str(tmp_path / "o.jsonl"), [-1], 16, 8)
+  from bert_jax.downstream import finetune  # pylint: disable=g-import-not-at-top
+  ids, mask = _batch()
+  for pooling in ("cls", "mean"):
+    theirs = transformers.ModernBertForSequenceClassification.from_pretrained(
+        src, num_labels=3, classifier_pooling=pooling).eval()
+    net = finetune.classifier(run.model_config, 3, 0.0, pooling)
+    params = finetune.init_params(net, run.params(), jax.random.PRNGKey(0))
+    np.testing.assert_allclose(
+        np.asarray(params["head_dense"]["kernel"]),
+        theirs.head.dense.weight.detach().numpy().T, atol=1e-7)
+    params["classifier"] = {
+        "kernel": theirs.classifier.weight.detach().numpy().T,
+        "bias": theirs.classifier.bias.detach().numpy()}
+    got = np.asarray(net.apply({"params": params}, jnp.asarray(ids),
+                               jnp.asarray(mask), jnp.zeros_like(ids)))
+    with torch.no_grad():
+      want = theirs(input_ids=torch.tensor(ids),
+                    attention_mask=torch.tensor(mask)).logits.numpy()
+    np.testing.assert_allclose(got, want, atol=TOL, rtol=TOL)
+  # Feature extraction: transformers' hidden_states[layer + 1].
+  rows = [list(r[:m.sum()]) for r, m in zip(ids, mask)]
+  got = list(features.extract(run.params(), run.model_config, rows,
+                              [[0] * len(r) for r in rows], [-1, 0], 24, 2))
+  with torch.no_grad():
+    hs = model.model(input_ids=torch.tensor(ids),
+                     attention_mask=torch.tensor(mask),
+                     output_hidden_states=True).hidden_states
+  for r, row in enumerate(rows):
+    np.testing.assert_allclose(got[r][0], hs[-1][r, :len(row)].numpy(),
+                               atol=TOL, rtol=TOL)
+    np.testing.assert_allclose(got[r][1], hs[1][r, :len(row)].numpy(),
+                               atol=TOL, rtol=TOL)
 
 
 def test_packed_rows_equal_examples_alone():

@@ -1,5 +1,10 @@
 """Per-token vectors of chosen encoder layers, batched and jit-compiled
-(the library behind `python -m bert_jax.extract_features`)."""
+(the library behind `python -m bert_jax.extract_features`).
+
+A layer's vectors are its output: for BERT, after its output LayerNorm
+(Google's `all_encoder_layers`); for ModernBERT, the residual stream after
+the layer, and after the final norm for the last layer (transformers'
+`hidden_states[i + 1]`; the last is `last_hidden_state`)."""
 
 from __future__ import annotations
 
@@ -21,22 +26,32 @@ def extract(params, cfg, rows, segs, layers: list[int], max_seq_length: int,
   `cpu_dots`: as `config.cpu_dots` (`bert_jax.xla_cpu`)."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from bert_jax import families  # pylint: disable=g-import-not-at-top
   from bert_jax import models  # pylint: disable=g-import-not-at-top
+  from bert_jax import modernbert  # pylint: disable=g-import-not-at-top
   from bert_jax import xla_cpu  # pylint: disable=g-import-not-at-top
   n = cfg.num_hidden_layers
   bad = [l for l in layers if not -n <= l < n]
   if bad:
     raise LayerError(f"--layers={bad}: the model has {n} layers "
                      f"(use {-n}..{n - 1}).")
-  model = models.Bert(cfg, pooler=cfg.nsp)
+  if families.family(cfg) == "modernbert":
+    model, name = modernbert.ModernBert(cfg), "model"
+    run = lambda p, ids, mask, seg: model.apply(  # no token types
+        p, ids, mask, mutable=["intermediates"])
+  else:
+    model, name = models.Bert(cfg, pooler=cfg.nsp), "bert"
+    run = functools.partial(model.apply, mutable=["intermediates"])
   opts = xla_cpu.compiler_options(cpu_dots, cfg.hidden_size,
                                   jax.devices()[0].platform)
 
   @functools.partial(jax.jit, compiler_options=opts)
   def forward(ids, mask, seg):
-    _, state = model.apply({"params": params["bert"]}, ids, mask, seg,
-                           mutable=["intermediates"])
-    outs = state["intermediates"]["encoder"]["layer_outputs"]
+    last, state = run({"params": params[name]}, ids, mask, seg)
+    outs = state["intermediates"]
+    outs = list(outs.get("encoder", outs)["layer_outputs"])
+    if name == "model":  # ModernBERT: the final norm's output
+      outs[-1] = last
     return jnp.stack([outs[l] for l in layers], axis=1).astype(jnp.float32)
 
   for start in range(0, len(rows), batch_size):
@@ -68,15 +83,11 @@ def extract_file(workdir, step, input_file, output_file, layers,
   from bert_jax.conversion import interop  # pylint: disable=g-import-not-at-top
   from bert_jax.downstream import tasks  # pylint: disable=g-import-not-at-top
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
-  from bert_jax import families  # pylint: disable=g-import-not-at-top
   from bert_jax import runs  # pylint: disable=g-import-not-at-top
   if not output_file.endswith((".jsonl", ".npz")):
     raise LayerError(f"--output_file={output_file}: the format follows the "
                      "extension, .jsonl (Google's) or .npz.")
   run = runs.open_run(workdir, step)
-  if families.family(run.model_config) != "bert":
-    raise LayerError(f"--workdir={workdir} holds a ModernBERT; feature "
-                     "extraction takes BERT checkpoints only so far.")
   params, cfg = run.params(), run.model_config
   if not layers:  # the last four, as Google's default, or all there are
     layers = [-i for i in range(1, min(4, cfg.num_hidden_layers) + 1)]

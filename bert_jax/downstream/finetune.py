@@ -6,9 +6,14 @@ The downstream step of a MultiBERTs-style seed study, as Google's
 a `bert_jax.convert import_*` one) plus dropout and a dense layer on the
 pooled output (`output_weights` [labels, H], truncated normal 0.02, and
 `output_bias`; regression: one output and a squared-error loss), trained with
-Google's AdamW (no bias correction, decay 0.01 off LayerNorm/biases, global
+Google's AdamW (no bias correction, decay 0.01 off norms/biases, global
 norm clip 1.0) under a linear warm-up then linear decay. The fine-tuning seed
 decides the classifier's initialisation, dropout and the data order.
+A ModernBERT checkpoint gets transformers' ModernBertForSequenceClassification
+head instead (`modernbert.ModernBertForSequenceClassification`: `cls` or
+`mean` pooling by `config.pooling`, then the prediction head, started from
+the checkpoint's MLM head as transformers' from_pretrained does, dropout and
+`classifier`).
 
 Task files: see `bert_jax/downstream/tasks.py`. Outputs in `output_dir`, each written
 under a temporary name and renamed:
@@ -44,6 +49,7 @@ import optax
 
 from bert_jax import families
 from bert_jax import models
+from bert_jax import modernbert
 from bert_jax import optim
 from bert_jax import preflight
 from bert_jax import runs
@@ -129,15 +135,27 @@ def _batch(rows, segs, labels, idx, batch_size: int, max_seq_length: int,
 
 
 # --- steps -------------------------------------------------------------------
+def classifier(cfg, num_outputs: int, dropout: float, pooling: str = "cls"):
+  """The fine-tuning model of the checkpoint's family."""
+  if families.family(cfg) == "modernbert":
+    return modernbert.ModernBertForSequenceClassification(
+        cfg, num_outputs, dropout, pooling)
+  if pooling != "cls":
+    raise ValueError(f"config.pooling={pooling}: a BERT checkpoint "
+                     "classifies from its pooler on [CLS] (pooling=cls); "
+                     "mean pooling is for ModernBERT.")
+  return Classifier(cfg, num_outputs, dropout)
+
+
 @functools.lru_cache(maxsize=4)
-def _steps(cfg: models.BertConfig, num_outputs: int, dropout: float,
-           regression: bool, weight_decay: float, clip_norm: float,
-           mesh: jax.sharding.Mesh, cpu_dots: str = "auto"):
+def _steps(cfg, num_outputs: int, dropout: float, regression: bool,
+           weight_decay: float, clip_norm: float, mesh: jax.sharding.Mesh,
+           cpu_dots: str = "auto", pooling: str = "cls"):
   """(model, optimizer, jitted train step, jitted forward). Cached so that
   runs differing only in seed, data or learning rate reuse the compilation:
   the learning rate enters each step as an argument (the optimizer is built
   with rate 1; updates are scaled by the schedule's value on the host)."""
-  model = Classifier(cfg, num_outputs, dropout)
+  model = classifier(cfg, num_outputs, dropout, pooling)
   tx = optim.adamw_google(1.0, weight_decay=weight_decay,
                           clip_norm=clip_norm or None)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
@@ -181,27 +199,49 @@ def example_losses(logits, labels, regression: bool):
   return -jnp.take_along_axis(logp, labels[:, None], axis=-1)[:, 0]
 
 
-def init_params(model: Classifier, encoder: Any, seed_key) -> dict:
-  """The checkpoint's encoder plus a classifier drawn from `seed_key`."""
-  h, n = model.cfg.hidden_size, model.num_outputs
-  if "pooler" not in encoder:  # an MLM-only model: a fresh pooler, as HF
-    fresh = nn.unbox(model.init(jax.random.fold_in(seed_key, 1),
-                                *[jnp.ones((1, 8), jnp.int32)] * 3)["params"])
-    encoder = {**encoder, "pooler": fresh["bert"]["pooler"]}
-    logging.info("The checkpoint has no pooler (MLM-only pretraining); it "
-                 "starts fresh, as transformers' BertForSequenceClassification"
-                 " does from a BertForMaskedLM.")
-  params = {"bert": encoder,
-            "output_weights": _head_init(seed_key, (n, h), jnp.float32),
-            "output_bias": jnp.zeros((n,), jnp.float32)}
+def init_params(model, checkpoint: Any, seed_key) -> dict:
+  """The checkpoint's encoder (its whole parameter tree) plus a classifier
+  drawn from `seed_key`."""
+  n = model.num_outputs
   ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
   want = nn.unbox(jax.eval_shape(
       lambda i: model.init(jax.random.PRNGKey(0), i, i, i), ids)["params"])
+  if isinstance(model, modernbert.ModernBertForSequenceClassification):
+    params = _modernbert_params(model, checkpoint, seed_key)
+  else:
+    h = model.cfg.hidden_size
+    encoder = checkpoint["bert"]
+    if "pooler" not in encoder:  # an MLM-only model: a fresh pooler, as HF
+      fresh = nn.unbox(model.init(jax.random.fold_in(seed_key, 1),
+                                  *[jnp.ones((1, 8), jnp.int32)] * 3)["params"])
+      encoder = {**encoder, "pooler": fresh["bert"]["pooler"]}
+      logging.info("The checkpoint has no pooler (MLM-only pretraining); it "
+                   "starts fresh, as transformers' "
+                   "BertForSequenceClassification does from a BertForMaskedLM.")
+    params = {"bert": encoder,
+              "output_weights": _head_init(seed_key, (n, h), jnp.float32),
+              "output_bias": jnp.zeros((n,), jnp.float32)}
   if (jax.tree_util.tree_structure(want) !=
       jax.tree_util.tree_structure(params)):
     raise interop.InteropError("The checkpoint's encoder does not match the "
                                "model its config describes.")
   return params
+
+
+def _modernbert_params(model, checkpoint: Any, seed_key) -> dict:
+  """`model` from the checkpoint; `head_dense`/`head_norm` from its MLM head
+  where it has one (transformers' ModernBertForSequenceClassification loads
+  them from a ModernBertForMaskedLM), else fresh; `classifier` fresh."""
+  made = nn.unbox(model.init(seed_key, *[jnp.ones((1, 8), jnp.int32)] * 3)[
+      "params"])
+  mlm = checkpoint.get("mlm", {})
+  head = {k: mlm[k] for k in ("head_dense", "head_norm") if k in mlm}
+  if len(head) < 2:
+    head = {k: made[k] for k in ("head_dense", "head_norm")}
+    logging.info("The checkpoint has no MLM head; the classifier's "
+                 "prediction head starts fresh (ModernBERT's init).")
+  return {"model": checkpoint["model"], **head,
+          "classifier": made["classifier"]}
 
 
 # --- outputs -----------------------------------------------------------------
@@ -253,7 +293,7 @@ class _Job:
   names: list[str]
   run: runs.Run
   encoder: Any
-  cfg: models.BertConfig
+  cfg: Any  # models.BertConfig | modernbert.ModernBertConfig
   dropout: float
   feats: dict
   devices: list
@@ -273,18 +313,11 @@ def _load(c) -> _Job:
                      f"multiple of the {len(devices)} local devices.")
   run = runs.open_run(c.init_checkpoint, c.init_step,
                       what="config.init_checkpoint")
-  if families.family(run.model_config) != "bert":
-    raise ValueError(f"config.init_checkpoint={c.init_checkpoint} holds a "
-                     "ModernBERT; fine-tuning takes BERT checkpoints only so "
-                     "far (export_hf it and fine-tune with transformers).")
   encoder, cfg = run.params(), run.model_config
   if c.max_seq_length > cfg.max_position_embeddings:
     raise ValueError(f"config.max_seq_length={c.max_seq_length} exceeds the "
                      f"model's {cfg.max_position_embeddings} positions.")
-  dropout = cfg.hidden_dropout_prob if c.dropout < 0 else float(c.dropout)
-  if c.dropout >= 0:
-    cfg = dataclasses.replace(cfg, hidden_dropout_prob=dropout,
-                              attention_probs_dropout_prob=dropout)
+  cfg, dropout = _with_dropout(cfg, float(c.dropout))
   if c.dtype:
     cfg = dataclasses.replace(cfg, dtype=c.dtype)
   from data_prep import tokenization  # pylint: disable=g-import-not-at-top
@@ -301,6 +334,21 @@ def _load(c) -> _Job:
   feats = {name: tasks.featurize(split.examples(), tok, c.max_seq_length)
            for name, split in splits.items() if split is not None}
   return _Job(c, task, names, run, encoder, cfg, dropout, feats, devices)
+
+
+def _with_dropout(cfg, dropout: float):
+  """(cfg, classifier dropout) for `config.dropout`: ≥ 0 sets the encoder's
+  dropouts and the classifier's; -1 keeps the checkpoint's (a ModernBERT's
+  classifier then has none, transformers' classifier_dropout default)."""
+  bert = families.family(cfg) == "bert"
+  if dropout < 0:
+    return cfg, cfg.hidden_dropout_prob if bert else 0.0
+  if bert:
+    return dataclasses.replace(cfg, hidden_dropout_prob=dropout,
+                               attention_probs_dropout_prob=dropout), dropout
+  return dataclasses.replace(cfg, embedding_dropout=dropout,
+                             attention_dropout=dropout,
+                             mlp_dropout=dropout), dropout
 
 
 @dataclasses.dataclass
@@ -324,10 +372,11 @@ def _prepare(job: _Job) -> tuple[_Prepared, dict]:
   mesh = sharding.create_mesh(-1, devices=job.devices)
   model, init_opt, train_step, forward = _steps(
       job.cfg, job.task.num_outputs, job.dropout, job.task.regression,
-      float(c.weight_decay), float(c.clip_norm), mesh, str(c.cpu_dots))
+      float(c.weight_decay), float(c.clip_norm), mesh, str(c.cpu_dots),
+      str(c.pooling))
   init_key, dropout_key = jax.random.split(jax.random.PRNGKey(c.seed))
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  params = jax.device_put(init_params(model, job.encoder["bert"], init_key),
+  params = jax.device_put(init_params(model, job.encoder, init_key),
                           replicated)
   job.encoder = None
   # Committed to the mesh like the step's outputs: one compilation.

@@ -39,6 +39,7 @@ class Options:
   weight_decay: float
   clip_norm: float
   dropout: float
+  pooling: str
   seed: int
   vocab_file: str
   do_lower_case: str
@@ -65,7 +66,7 @@ def read(config: Mapping) -> Options:
   for field in ("init_checkpoint", "task_dir", "output_dir", "vocab_file"):
     config[field] = fileio.resolve(config[field])
   for field in ("text_a", "text_b", "label", "test_text_a", "test_text_b",
-                "test_has_header", "do_lower_case", "cpu_dots"):
+                "test_has_header", "do_lower_case", "cpu_dots", "pooling"):
     config[field] = str(config[field])  # column numbers may come as ints
   c = Options(**config)
   xla_cpu.check(c.cpu_dots)
@@ -80,4 +81,6 @@ def read(config: Mapping) -> Options:
   if not (c.dropout == -1 or 0 <= c.dropout < 1):
     raise ValueError(f"config.dropout={c.dropout}: in [0, 1), or -1 for the "
                      "checkpoint's.")
+  if c.pooling not in ("cls", "mean"):
+    raise ValueError(f"config.pooling={c.pooling!r}: cls or mean.")
   return c
