@@ -173,7 +173,6 @@ def rotary(x, tables):
 class Attention(nn.Module):
   """`attn`: Wqkv → rotary on q, k → softmax attention → Wo."""
   cfg: ModernBertConfig
-  layer_type: str
 
   @nn.compact
   def __call__(self, x, allowed, rope, deterministic: bool):
@@ -239,7 +238,7 @@ class Layer(nn.Module):
   def __call__(self, x, allowed, rope, deterministic: bool):
     cfg = self.cfg
     h = x if self.index == 0 else _norm(cfg, "attn_norm")(x).astype(x.dtype)
-    x = x + Attention(cfg, cfg.layer_types[self.index], name="attn")(
+    x = x + Attention(cfg, name="attn")(
         h, allowed, rope, deterministic)
     h = _norm(cfg, "mlp_norm")(x).astype(x.dtype)
     x = x + MLP(cfg, name="mlp")(h, deterministic)
@@ -247,7 +246,8 @@ class Layer(nn.Module):
 
 
 def attention_masks(cfg: ModernBertConfig, input_mask, pack_ids=None) -> dict:
-  """{layer type: [B, 1, T, T] bool, which keys each query may see}: real
+  """{layer type: [B, 1, T, T] float32 bias, 0 where a query may see the
+  key, the lowest float32 elsewhere}: real
   keys (of the query's own example in packed rows), and for sliding layers
   only those within `local_attention // 2` positions."""
   t = input_mask.shape[1]
